@@ -1,0 +1,114 @@
+"""The files of a run's output folder besides step outputs (SPEC §5.1).
+
+``batch.ibflowresults`` is written when the run starts (status ``RUNNING``, with everything a resume
+needs) and again when it stops; ``results.json`` and ``results.csv`` hold the final records, one row
+per record. All are written atomically.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from flowd.engine.records import Record
+from flowd.fsutil import write_atomic
+
+BATCH_FILE = "batch.ibflowresults"
+RESULTS_JSON = "results.json"
+RESULTS_CSV = "results.csv"
+FIXED_COLUMNS = ("file_name", "record_index", "class_label", "status")
+
+
+@dataclass(frozen=True)
+class FileResult:
+    """One input file's outcome in one flow."""
+
+    file_name: str
+    status: str  # COMPLETE, FAILED, STOPPED_AT_CHECKPOINT, PENDING
+    records: tuple[Record, ...] = ()
+    error: str | None = None
+    flow: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"file_name": self.file_name, "status": self.status}
+        if self.flow is not None:
+            out["flow"] = self.flow
+        if self.error is not None:
+            out["error"] = self.error
+        out["records"] = [record_entry(r) for r in self.records]
+        return out
+
+
+def record_entry(rec: Record) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "record_index": rec.record_index,
+        "status": rec.status.value,
+        "class_label": rec.class_label,
+        "results": [f.to_dict() for f in rec.fields],
+    }
+    if rec.messages:
+        entry["messages"] = list(rec.messages)
+    return entry
+
+
+def result_rows(results: Iterable[FileResult]) -> list[dict[str, Any]]:
+    """One row per record of every file, fields flattened after the fixed columns."""
+    rows: list[dict[str, Any]] = []
+    for fr in results:
+        for rec in fr.records:
+            row: dict[str, Any] = {"file_name": fr.file_name}
+            if fr.flow is not None:
+                row["flow"] = fr.flow
+            row.update(
+                record_index=rec.record_index, class_label=rec.class_label, status=rec.status.value
+            )
+            for f in rec.fields:
+                row[f.key] = f.value
+            rows.append(row)
+    return rows
+
+
+def _cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, ensure_ascii=False)
+    return value
+
+
+def rows_to_csv(rows: list[dict[str, Any]]) -> str:
+    columns: dict[str, None] = {}
+    for row in rows:
+        columns.update(dict.fromkeys(row))
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(list(columns))
+    for row in rows:
+        writer.writerow([_cell(row.get(c)) for c in columns])
+    return buf.getvalue()
+
+
+def dump_json(data: Any) -> bytes:
+    return (json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n").encode("utf-8", "replace")
+
+
+def write_results(folder: Path, results: list[FileResult]) -> None:
+    rows = result_rows(results)
+    write_atomic(folder / RESULTS_JSON, dump_json(rows), fsync=True)
+    write_atomic(folder / RESULTS_CSV, rows_to_csv(rows).encode("utf-8", "replace"), fsync=True)
+
+
+def write_batch(folder: Path, batch: dict[str, Any]) -> None:
+    write_atomic(folder / BATCH_FILE, dump_json(batch), fsync=True)
+
+
+def read_batch(folder: Path) -> dict[str, Any]:
+    data = json.loads((folder / BATCH_FILE).read_bytes())
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    return data

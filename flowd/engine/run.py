@@ -1,0 +1,415 @@
+"""Run a binary over a folder into an output folder; resume a stopped or interrupted run.
+
+This is ``flowd run`` without the terminal: it validates the settings (SPEC §5.2–5.3), lays out the
+output folder (§5.1), drives the tasks on an executor, and writes ``batch.ibflowresults``,
+``results.json`` and ``results.csv``. Everything a resume needs is in ``batch.ibflowresults``.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from flowd.engine.context import MB, RunContext
+from flowd.engine.driver import ProgressHook, drive
+from flowd.engine.executor import Executor, InlineExecutor
+from flowd.engine.inputs import Rejected, make_tasks, scan
+from flowd.engine.output import FileResult, read_batch, write_batch, write_results
+from flowd.engine.pipeline import Task, TaskProgress, TaskRunner, TaskState
+from flowd.engine.pool import WorkerPool
+from flowd.engine.schema import SchemaChange
+from flowd.engine.store import FolderStore
+from flowd.errors import DocumentError, ResumeError, RunSettingsError
+from flowd.flows.binary import CompiledBinary, load_binary
+from flowd.fsutil import display_name
+
+JOB_ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
+
+
+class RunStatus:
+    RUNNING = "RUNNING"
+    COMPLETE = "COMPLETE"
+    FAILED = "FAILED"
+    STOPPED_AT_CHECKPOINT = "STOPPED_AT_CHECKPOINT"
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """The seed's run settings that a local run uses (SPEC §5.2)."""
+
+    output_dir: Path | None = None
+    output_has_run_id: bool = False
+    delete_out_dir: bool = False
+    log_to_timeline: bool = False
+    save_binary_to_output: bool = True
+    runtime_config: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    step_timeout_s: float | None = 300.0
+    max_file_mb: float = 50.0
+    job_id: str | None = None
+    workers: int = 0  # 0 = one per CPU
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "output_has_run_id": self.output_has_run_id,
+            "delete_out_dir": self.delete_out_dir,
+            "log_to_timeline": self.log_to_timeline,
+            "save_binary_to_output": self.save_binary_to_output,
+            "runtime_config": dict(self.runtime_config),
+            "step_timeout_s": self.step_timeout_s,
+            "max_file_mb": self.max_file_mb,
+        }
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    job_id: str
+    run_id: str
+    output_folder: Path
+    status: str
+    can_resume: bool
+    files: tuple[FileResult, ...]
+    summary: Mapping[str, int]
+
+    @property
+    def exit_code(self) -> int:
+        return {RunStatus.COMPLETE: 0, RunStatus.STOPPED_AT_CHECKPOINT: 3}.get(self.status, 1)
+
+
+def new_run_id(now: datetime | None = None) -> str:
+    """``2026-11-28T23-59-01Z-3f9a2c``: sortable by time, unique by its random tail."""
+    stamp = (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H-%M-%SZ")
+    return f"{stamp}-{secrets.token_hex(3)}"
+
+
+def check_job_id(job_id: str) -> str:
+    if not job_id or len(job_id) > 50 or not set(job_id) <= JOB_ID_CHARS:
+        raise RunSettingsError(
+            f"job_id {job_id!r} is invalid: use 1-50 characters of A-Z a-z 0-9 . _ -"
+        )
+    return job_id
+
+
+def check_runtime_config(config: Any, binary: CompiledBinary) -> SchemaChange | None:
+    """Validate ``runtime_config`` now, before anything runs; return its schema change."""
+    if not isinstance(config, Mapping):
+        raise RunSettingsError("runtime_config must be a JSON object")
+    prefix = config.get("log_prefix")
+    if prefix is not None and not isinstance(prefix, str):
+        raise RunSettingsError("runtime_config.log_prefix must be a string")
+    raw = config.get("modify_output_schema")
+    if raw is None:
+        return None
+    return SchemaChange.parse(raw, binary.project.field_names)
+
+
+def _output_root(input_dir: Path, settings: RunSettings, run_id: str) -> Path:
+    base = settings.output_dir if settings.output_dir is not None else input_dir.parent / "out"
+    base = base.absolute()
+    if settings.output_has_run_id:
+        return base / run_id
+    if settings.delete_out_dir and base.exists():
+        _empty_folder(base, input_dir)
+    return base
+
+
+def _empty_folder(folder: Path, input_dir: Path) -> None:
+    real, real_in = folder.resolve(), input_dir.resolve()
+    if real == real_in or real in real_in.parents or real == Path(real.anchor) or real == Path.home():
+        raise RunSettingsError(
+            f"delete_out_dir refused: {folder} holds the input folder (or is / or home); "
+            "choose another output_dir"
+        )
+    for child in real.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
+
+
+class _InputReader:
+    """Reads task input files, enforcing the size limit, never following links out."""
+
+    def __init__(self, input_dir: Path, max_bytes: int) -> None:
+        self.input_dir = input_dir
+        self.max_bytes = max_bytes
+
+    def path(self, file: str) -> str:
+        return os.path.join(self.input_dir, file)
+
+    def __call__(self, file: str) -> bytes:
+        path = self.path(file)
+        name = display_name(file)
+        try:
+            size = os.stat(path).st_size
+            if size > self.max_bytes:
+                raise DocumentError(
+                    name,
+                    f"file is {size / MB:.1f} MB, larger than the limit of "
+                    f"{self.max_bytes / MB:g} MB (max_file_mb)",
+                )
+            with open(path, "rb") as fh:
+                return fh.read(self.max_bytes + 1)
+        except FileNotFoundError:
+            raise DocumentError(name, "input file disappeared before it was read") from None
+        except IsADirectoryError:
+            raise DocumentError(name, "is a folder, not a file") from None
+        except PermissionError:
+            raise DocumentError(name, "permission denied") from None
+
+
+@dataclass(frozen=True)
+class FolderRunnerFactory:
+    """Builds a worker's :class:`TaskRunner` (picklable: it crosses to worker processes)."""
+
+    binary_data: bytes
+    binary_name: str
+    ctx: RunContext
+    input_dir: Path
+
+    def __call__(self) -> TaskRunner:
+        binary = CompiledBinary.from_bytes(self.binary_data, self.binary_name)
+        assert self.ctx.output_root is not None
+        reader = _InputReader(self.input_dir, self.ctx.max_file_bytes)
+        return TaskRunner(
+            binary.project, self.ctx, FolderStore(self.ctx.output_root), reader, reader.path
+        )
+
+
+ExecutorFactory = Callable[[FolderRunnerFactory, int, float | None], Executor]
+
+
+def pool_executor(factory: FolderRunnerFactory, workers: int, hard_timeout_s: float | None) -> Executor:
+    if workers == 1:
+        return InlineExecutor(factory())
+    return WorkerPool(factory, workers, hard_timeout_s)
+
+
+def _hard_timeout(binary: CompiledBinary, step_timeout_s: float | None) -> float | None:
+    if step_timeout_s is None:
+        return None
+    longest = max((len(f.steps) for f in binary.project.flows), default=1) + 2
+    return step_timeout_s * longest + 10.0
+
+
+def start_run(
+    binary_path: Path,
+    input_dir: Path,
+    settings: RunSettings,
+    *,
+    on_start: Callable[[int], None] | None = None,
+    on_progress: ProgressHook | None = None,
+    executor_factory: ExecutorFactory = pool_executor,
+) -> RunOutcome:
+    """Run ``binary_path`` over ``input_dir``. Raises FlowdError subclasses for bad settings (before
+    any output is written); per-file problems become failed files instead."""
+    binary = load_binary(binary_path)
+    if not input_dir.is_dir():
+        raise RunSettingsError(f"input folder {input_dir} does not exist or is not a folder")
+    schema = check_runtime_config(settings.runtime_config, binary)
+    job_id = check_job_id(settings.job_id) if settings.job_id else str(uuid.uuid4())
+    run_id = new_run_id()
+    output_root = _output_root(input_dir, settings, run_id)
+    files, rejected = scan(input_dir, skip=output_root)
+    tasks, bad = make_tasks(binary.project, files)
+    rejected += bad
+    output_root.mkdir(parents=True, exist_ok=True)
+    if settings.save_binary_to_output:
+        shutil.copyfile(binary_path, output_root / binary_path.name)
+    ctx = _context(job_id, run_id, output_root, input_dir, settings, schema)
+    batch = {
+        "job_id": job_id,
+        "run_id": run_id,
+        "binary_path": str(binary_path.absolute()),
+        "binary_sha256": binary.content_sha256,
+        "input_dir": str(input_dir.absolute()),
+        "output_folder": str(output_root),
+        "status": RunStatus.RUNNING,
+        "can_resume": True,
+        "started_at": _now(),
+        "settings": settings.to_dict(),
+        "tasks": [{"file": display_name(t.file), "raw": t.file, "flow": t.flow} for t in tasks],
+        "rejected": [{"file": display_name(r.file), "reason": r.reason, "flow": r.flow} for r in rejected],
+    }
+    write_batch(output_root, batch)
+    if on_start is not None:
+        on_start(len(tasks))
+    return _execute(binary, ctx, settings.workers, tasks, rejected, batch, True, on_progress, executor_factory)
+
+
+def _context(
+    job_id: str,
+    run_id: str,
+    output_root: Path,
+    input_dir: Path,
+    settings: RunSettings,
+    schema: SchemaChange | None,
+) -> RunContext:
+    return RunContext(
+        job_id=job_id,
+        run_id=run_id,
+        output_root=output_root,
+        input_dir=input_dir.absolute(),
+        runtime_config=MappingProxyType(dict(settings.runtime_config)),
+        schema_change=schema,
+        log_to_timeline=settings.log_to_timeline,
+        step_timeout_s=settings.step_timeout_s,
+        max_file_bytes=int(settings.max_file_mb * MB),
+    )
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _execute(
+    binary: CompiledBinary,
+    ctx: RunContext,
+    workers: int,
+    tasks: list[Task],
+    rejected: list[Rejected],
+    batch: dict[str, Any],
+    fresh: bool,
+    on_progress: ProgressHook | None,
+    executor_factory: ExecutorFactory,
+) -> RunOutcome:
+    assert ctx.output_root is not None and ctx.input_dir is not None
+    factory = FolderRunnerFactory(binary.data, binary.name, ctx, ctx.input_dir)
+    size = workers or os.cpu_count() or 1
+    size = max(1, min(size, len(tasks))) if tasks else 1
+    executor = executor_factory(factory, size, _hard_timeout(binary, ctx.step_timeout_s))
+    try:
+        latest = drive(tasks, executor, fresh=fresh, on_progress=on_progress)
+    finally:
+        executor.close()
+    return _finish(binary, ctx, tasks, rejected, latest, batch)
+
+
+def _file_result(task: Task, p: TaskProgress | None, flows_type: bool) -> FileResult:
+    name = display_name(task.file)
+    flow = task.flow if flows_type else None
+    if p is None:
+        return FileResult(name, "PENDING", flow=flow)
+    status = {
+        TaskState.DONE: "COMPLETE",
+        TaskState.FAILED: "FAILED",
+        TaskState.CHECKPOINT: "STOPPED_AT_CHECKPOINT",
+        TaskState.REDUCE: "PENDING",
+    }[p.state]
+    return FileResult(name, status, p.records, p.error, flow)
+
+
+def _finish(
+    binary: CompiledBinary,
+    ctx: RunContext,
+    tasks: list[Task],
+    rejected: list[Rejected],
+    latest: dict[str, TaskProgress],
+    batch: dict[str, Any],
+) -> RunOutcome:
+    assert ctx.output_root is not None
+    flows_type = binary.project.binary_type.value == "Flows"
+    results = [_file_result(t, latest.get(t.key), flows_type) for t in tasks]
+    results += [
+        FileResult(display_name(r.file), "FAILED", error=f"{display_name(r.file)}: {r.reason}", flow=r.flow)
+        for r in rejected
+    ]
+    stopped = any(r.status == "STOPPED_AT_CHECKPOINT" for r in results)
+    failed = any(r.status in ("FAILED", "PENDING") for r in results)
+    status = (
+        RunStatus.STOPPED_AT_CHECKPOINT if stopped else RunStatus.FAILED if failed else RunStatus.COMPLETE
+    )
+    num_records = sum(len(r.records) for r in results)
+    summary = {
+        "numFiles": len(results),
+        "numRecords": num_records,
+        "numRuntimeErrors": sum(
+            1 for r in results for rec in r.records for f in rec.fields if f.error_msg is not None
+        ),
+        "numFailedFiles": sum(1 for r in results if r.status == "FAILED"),
+        "numCompleteFiles": sum(1 for r in results if r.status == "COMPLETE"),
+        "numStoppedAtCheckpoint": sum(1 for r in results if r.status == "STOPPED_AT_CHECKPOINT"),
+    }
+    write_results(ctx.output_root, [r for r in results if r.status == "COMPLETE"])
+    if flows_type:
+        for flow in binary.project.flows:
+            mine = [r for r in results if r.flow == flow.stem and r.status == "COMPLETE"]
+            (ctx.output_root / flow.stem).mkdir(parents=True, exist_ok=True)
+            write_results(ctx.output_root / flow.stem, mine)
+    transient = any(p.transient for p in latest.values() if p.state is TaskState.FAILED)
+    batch.update(
+        status=status,
+        can_resume=stopped or transient,
+        finished_at=_now(),
+        run_summary=summary,
+        files=[r.to_dict() for r in results],
+    )
+    write_batch(ctx.output_root, batch)
+    return RunOutcome(
+        ctx.job_id, ctx.run_id, ctx.output_root, status, bool(batch["can_resume"]), tuple(results), summary
+    )
+
+
+def resume_run(
+    output_folder: Path,
+    *,
+    workers: int = 0,
+    on_start: Callable[[int], None] | None = None,
+    on_progress: ProgressHook | None = None,
+    executor_factory: ExecutorFactory = pool_executor,
+) -> RunOutcome:
+    """Continue a run stopped at a checkpoint (re-reading the checkpoint's possibly corrected
+    records), interrupted, or failed: every task goes on from its last finished step."""
+    try:
+        batch = read_batch(output_folder)
+    except FileNotFoundError:
+        raise ResumeError(f"{output_folder} is not a flowd run folder (no batch.ibflowresults)") from None
+    except ValueError as exc:
+        raise ResumeError(f"{output_folder}/batch.ibflowresults is unreadable: {exc}") from None
+    if batch.get("status") == RunStatus.COMPLETE:
+        raise ResumeError(f"the run in {output_folder} is already COMPLETE; nothing to resume")
+    binary = _binary_for(output_folder, batch)
+    raw = batch["settings"]
+    settings = RunSettings(
+        output_has_run_id=bool(raw.get("output_has_run_id")),
+        log_to_timeline=bool(raw.get("log_to_timeline")),
+        save_binary_to_output=bool(raw.get("save_binary_to_output", True)),
+        runtime_config=raw.get("runtime_config") or {},
+        step_timeout_s=raw.get("step_timeout_s"),
+        max_file_mb=float(raw.get("max_file_mb", 50)),
+        workers=workers,
+    )
+    schema = check_runtime_config(settings.runtime_config, binary)
+    ctx = _context(
+        batch["job_id"], batch["run_id"], output_folder.absolute(), Path(batch["input_dir"]), settings, schema
+    )
+    tasks = [Task(t["raw"], t.get("flow")) for t in batch["tasks"]]
+    rejected = [Rejected(r["file"], r["reason"], r.get("flow")) for r in batch.get("rejected", [])]
+    batch.update(status=RunStatus.RUNNING, can_resume=True, resumed_at=_now())
+    write_batch(output_folder, batch)
+    if on_start is not None:
+        on_start(len(tasks))
+    return _execute(binary, ctx, workers, tasks, rejected, batch, False, on_progress, executor_factory)
+
+
+def _binary_for(folder: Path, batch: dict[str, Any]) -> CompiledBinary:
+    """The run's own binary: the copy in the output folder if saved, else the original path; it
+    must have the content hash the run started with."""
+    original = Path(batch["binary_path"])
+    for candidate in (folder / original.name, original):
+        if candidate.is_file():
+            binary = load_binary(candidate)
+            if binary.content_sha256 != batch.get("binary_sha256"):
+                raise ResumeError(
+                    f"{candidate} is not the binary this run started with (it was recompiled); "
+                    "start a new run instead"
+                )
+            return binary
+    raise ResumeError(f"the run's binary is gone: neither {folder / original.name} nor {original} exists")

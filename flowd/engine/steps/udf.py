@@ -1,0 +1,108 @@
+"""``apply_udf``: call the project's Python functions (SPEC §2.1).
+
+A UDF sees a record as a plain dict — ``file_name``, ``record_index``, ``pages``, ``text``,
+``class_label``, ``class_score``, ``fields`` (name → value) — and returns one (map) or a list of them
+(reduce). Changing ``fields`` adds or replaces fields; the other keys are read-only. A UDF that raises
+or returns the wrong shape fails its file with a :class:`~flowd.errors.StepError` naming the cause.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from flowd.engine.context import UdfContext, UdfLogger
+from flowd.engine.records import FieldValue, Record, RecordStatus, merge_fields
+from flowd.engine.steps.env import StepEnv
+from flowd.errors import StepError, StepTimeoutError
+from flowd.flows.specs import UdfSpec
+
+
+def record_to_dict(rec: Record) -> dict[str, Any]:
+    return {
+        "file_name": rec.file_name,
+        "record_index": rec.record_index,
+        "pages": list(rec.pages),
+        "text": rec.text,
+        "class_label": rec.class_label,
+        "class_score": rec.class_score,
+        "fields": rec.field_map(),
+    }
+
+
+def record_from_dict(original: Record, data: Any, where: str) -> Record:
+    if not isinstance(data, dict) or not isinstance(data.get("fields"), dict):
+        raise ValueError(f"{where} must return a record dict with a 'fields' dict, got {type(data).__name__}")
+    types = {f.key: f.field_type for f in original.fields}
+    old = original.field_map()
+    changed = [
+        FieldValue(str(k), v, types.get(str(k), "ANY"))
+        for k, v in data["fields"].items()
+        if str(k) not in old or old[str(k)] is not v
+    ]
+    removed = set(old) - {str(k) for k in data["fields"]}
+    fields = tuple(f for f in merge_fields(original.fields, changed) if f.key not in removed)
+    label = data.get("class_label", original.class_label)
+    return replace(original, fields=fields, class_label=label if isinstance(label, str) else None)
+
+
+def _context(spec: UdfSpec, env: StepEnv) -> UdfContext:
+    ctx = env.ctx
+    return UdfContext(
+        job_id=ctx.job_id,
+        run_id=ctx.run_id,
+        root_output_folder=str(ctx.output_root) if ctx.output_root else None,
+        step_folder=env.step_folder,
+        config=ctx.runtime_config,
+        input_filepath=env.input_filepath,
+        logger=UdfLogger(env.timeline, env.file_name, f"apply_udf:{spec.function_name}"),
+    )
+
+
+def _fail(spec: UdfSpec, file: str, exc: BaseException) -> StepError:
+    return StepError(
+        "apply_udf", file, f"{spec.path}:{spec.function_name} raised {type(exc).__name__}: {exc}"
+    )
+
+
+def apply_map_udf(spec: UdfSpec, records: list[Record], env: StepEnv) -> list[Record]:
+    context = _context(spec, env)
+    out: list[Record] = []
+    for rec in records:
+        if rec.status is not RecordStatus.OK:
+            out.append(rec)
+            continue
+        try:
+            result = spec.function(record_to_dict(rec), context)
+            out.append(record_from_dict(rec, result, f"{spec.path}:{spec.function_name}"))
+        except (StepTimeoutError, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            raise _fail(spec, env.file_name, exc) from exc
+    return out
+
+
+def apply_reduce_udf(spec: UdfSpec, records: list[Record], env: StepEnv) -> list[Record]:
+    """Call a reduce UDF on the job's OK records; others pass through unchanged.
+
+    Returned dicts are matched back to records by ``(file_name, record_index)``; records the UDF
+    leaves out are dropped from the flow.
+    """
+    context = _context(spec, env)
+    live = [r for r in records if r.status is RecordStatus.OK]
+    by_key = {(r.file_name, r.record_index): r for r in live}
+    try:
+        result = spec.function([record_to_dict(r) for r in live], context)
+        if not isinstance(result, list):
+            raise ValueError(f"must return a list of records, got {type(result).__name__}")
+        changed: list[Record] = []
+        for item in result:
+            key = (item.get("file_name"), item.get("record_index")) if isinstance(item, dict) else None
+            if key not in by_key:
+                raise ValueError(f"returned a record that was not given to it: {key!r}")
+            changed.append(record_from_dict(by_key[key], item, f"{spec.path}:{spec.function_name}"))  # type: ignore[index]
+    except (StepTimeoutError, KeyboardInterrupt):
+        raise
+    except Exception as exc:
+        raise _fail(spec, env.file_name, exc) from exc
+    return [r for r in records if r.status is not RecordStatus.OK] + changed

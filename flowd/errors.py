@@ -1,0 +1,112 @@
+"""The one exception tree of flowd.
+
+Every error a user can meet is a :class:`FlowdError` carrying the fields the user needs (file, line,
+column, path, step) and a message that says what was wrong and, where it helps, what to do.
+Control-flow signals (a record stopped at a checkpoint, a filtered record) are *not* errors: they are
+statuses on records.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class FlowdError(Exception):
+    """Base of every error flowd raises on purpose."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One located problem in a project file: ``file:line:col: message``."""
+
+    file: str
+    line: int
+    col: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.col}: {self.message}"
+
+
+class CompileError(FlowdError):
+    """A project does not compile; ``problems`` lists every located error found."""
+
+    def __init__(self, problems: list[Problem] | tuple[Problem, ...]) -> None:
+        self.problems = tuple(problems)
+        super().__init__("\n".join(str(p) for p in self.problems) or "compile failed")
+
+
+class FormulaError(FlowdError):
+    """A formula does not parse or names an unknown function or name.
+
+    ``line`` and ``col`` are 1-based positions inside the formula text.
+    """
+
+    def __init__(self, message: str, line: int = 1, col: int = 1) -> None:
+        super().__init__(message)
+        self.line = line
+        self.col = col
+
+
+class FormulaRuntimeError(FlowdError):
+    """A formula failed while it was evaluated; the field gets the value ``ERROR``."""
+
+
+class BinaryError(FlowdError):
+    """A ``.ibflowbin`` cannot be loaded: missing, not a zip, truncated, altered or of a wrong version."""
+
+    def __init__(self, path: str, cause: str) -> None:
+        super().__init__(f"{path}: {cause}")
+        self.path = path
+        self.cause = cause
+
+
+class DocumentError(FlowdError):
+    """An input file cannot be read (corrupt, encrypted, unsupported, empty, …).
+
+    This is a *permanent* failure of that one file: retrying will not help.
+    """
+
+    def __init__(self, file: str, cause: str) -> None:
+        super().__init__(f"{file}: {cause}")
+        self.file = file
+        self.cause = cause
+
+
+class MissingDependencyError(DocumentError):
+    """A file needs a system program that is not installed (for example Tesseract for OCR)."""
+
+
+class StepTimeoutError(FlowdError):
+    """A step ran longer than its timeout on one file. Transient: a retry may succeed."""
+
+    def __init__(self, step: str, file: str, timeout_s: float) -> None:
+        super().__init__(f"{file}: step {step} timed out after {timeout_s:g} s")
+        self.step = step
+        self.file = file
+        self.timeout_s = timeout_s
+
+
+class StepError(FlowdError):
+    """A step failed on one file (a UDF raised, a module misbehaved)."""
+
+    def __init__(self, step: str, file: str, cause: str) -> None:
+        super().__init__(f"{file}: step {step} failed: {cause}")
+        self.step = step
+        self.file = file
+        self.cause = cause
+
+
+class RunSettingsError(FlowdError):
+    """The settings of a run are invalid (bad runtime_config, bad output folder, …)."""
+
+
+class ResumeError(FlowdError):
+    """A run folder cannot be resumed (not a flowd run, already complete, binary gone, …)."""

@@ -1,0 +1,84 @@
+"""Shared fixtures: small real projects written into temporary folders."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES = REPO / "examples"
+CORPUS = REPO / "tests" / "fixtures" / "corpus"
+FLOWD = [sys.executable, "-m", "flowd.cli"]
+
+REFINER = {
+    "version": 1,
+    "fields": [
+        {"name": "invoice_number", "formula": "regex_get(INPUT_COL, 'Invoice No:\\s*(\\S+)')", "type": "TEXT"},
+        {"name": "__raw_total", "formula": "scan_right(INPUT_COL, 'Total:')"},
+        {"name": "total", "formula": "to_number(__raw_total)", "type": "FLOAT"},
+    ],
+}
+
+
+def write_json(path: Path, data: Any) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2), encoding="utf-8")
+    return path
+
+
+def flow(*steps: dict[str, Any], name: str = "test flow", patterns: list[str] | None = None) -> dict[str, Any]:
+    return {
+        "version": 1,
+        "name": name,
+        "input": {"patterns": patterns or ["*"]},
+        "steps": [{"step": "process_files", "settings": {"ocr": "never"}}, *steps],
+    }
+
+
+def refiner_step(path: str = "modules/invoice.ibrefiner") -> dict[str, Any]:
+    return {"step": "apply_refiner", "settings": {"program": path}}
+
+
+@pytest.fixture
+def make_project(tmp_path: Path) -> Callable[..., Path]:
+    """Write a project: ``make_project({"a.ibflow": {...}, "modules/x.py": "text"})``."""
+
+    def make(files: dict[str, Any], root: Path | None = None) -> Path:
+        root = root or tmp_path / "project"
+        for rel, content in files.items():
+            path = root / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(content, (dict, list)):
+                write_json(path, content)
+            else:
+                path.write_text(content, encoding="utf-8")
+        return root
+
+    return make
+
+
+@pytest.fixture
+def simple_project(make_project: Callable[..., Path]) -> Path:
+    return make_project(
+        {"invoice.ibflow": flow(refiner_step()), "modules/invoice.ibrefiner": REFINER}
+    )
+
+
+def text_invoice(number: str, total: str) -> str:
+    return f"ACME Ltd            INVOICE\nInvoice No: {number}\n\n          Total:     {total}\n"
+
+
+@pytest.fixture
+def copy_example(tmp_path: Path) -> Callable[[str], Path]:
+    def copy(name: str) -> Path:
+        target = tmp_path / name
+        shutil.copytree(EXAMPLES / name, target, ignore=shutil.ignore_patterns("build", "out"))
+        return target
+
+    return copy
