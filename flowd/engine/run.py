@@ -196,7 +196,7 @@ def _hard_timeout(binary: CompiledBinary, step_timeout_s: float | None) -> float
     if step_timeout_s is None:
         return None
     longest = max((len(f.steps) for f in binary.project.flows), default=1) + 2
-    return step_timeout_s * longest + 10.0
+    return step_timeout_s * longest + 2.0
 
 
 def start_run(

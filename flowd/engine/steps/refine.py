@@ -38,7 +38,10 @@ def _to_float(value: Any) -> float:
 
 
 def _to_int(value: Any) -> int:
-    number = _to_float(value)
+    try:
+        number = _to_float(value)
+    except CoercionError:
+        raise CoercionError(f"cannot make INT of {value!r}") from None
     if number != int(number):
         raise CoercionError(f"{value!r} is not a whole number")
     return int(number)

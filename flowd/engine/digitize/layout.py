@@ -1,0 +1,168 @@
+"""Word boxes → layout-preserving page text, like ``pdftotext -layout``.
+
+Shared by the PDF text layer and OCR, so a scanned invoice and a born-digital one read the same way
+to a refiner formula.
+
+Contract of :func:`layout_page`:
+
+- lines run top to bottom, words left to right;
+- words whose boxes overlap vertically by at least half of the smaller height share a line, so small
+  baseline jitter, superscripts and mixed font sizes stay on their line — but a line's band is fixed
+  by the word that opened it, so one tall word cannot chain two lines into one;
+- words closer than about one character (or half their height) are a *phrase* joined by single
+  spaces, so prose stays prose;
+  every phrase starts at the text column of its left edge on a grid of the page's median character
+  width, at least two spaces after the previous phrase. So a label and the value printed to its
+  right stay on one line apart by a run of spaces, and a value printed under a label starts in the
+  label's column;
+- vertical gaps of one and a half lines or more become (at most two) empty lines, to keep blocks
+  visibly apart;
+- the words come back in that reading order as :class:`~flowd.engine.document.Word` values.
+
+Boxes are ``(text, x0, y0, x1, y1)`` in points with a top-left origin. This is the per-page hot path
+of PDF digitization, so it works on plain tuples and lists, not objects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from flowd.engine.document import Word
+
+Box = tuple[str, float, float, float, float]
+"""A word before layout: text and box (points, top-left origin)."""
+
+MIN_OVERLAP = 0.5
+"""Share of the smaller height two boxes must overlap vertically to be on one line."""
+
+SURE_OVERLAP = 0.85
+"""A box overlapping its line less than this may belong to the next line: it is looked at again."""
+
+LOOKBACK_LINES = 6
+"""How many of the most recent lines a word may join (words arrive sorted by vertical centre)."""
+
+MAX_COLUMNS = 400
+"""The grid never gets wider than this: tiny or hidden text must not make kilometre-long lines."""
+
+MAX_BLANK_LINES = 2
+
+PHRASE_GAP = 0.5
+"""Words closer than one grid column, or than this share of their height, are one phrase: a large
+title's word spaces are wider than the body text's columns but must not split the title apart."""
+
+
+def layout_page(boxes: Sequence[Box]) -> tuple[str, tuple[Word, ...]]:
+    """Lay ``boxes`` out as text; return the text and the words in reading order."""
+    if not boxes:
+        return "", ()
+    lines = _group_lines(boxes)
+    left = min(b[1] for b in boxes)
+    right = max(b[3] for b in boxes)
+    char_w = max(_char_width(boxes), (right - left) / MAX_COLUMNS, 1e-3)
+    line_h = _median([ln[1] - ln[0] for ln in lines]) or 1.0
+    out: list[str] = []
+    words: list[Word] = []
+    prev_bottom: float | None = None
+    for top, bottom, members in lines:
+        if prev_bottom is not None:
+            blank = int((top - prev_bottom) / line_h - 0.5)  # a gap of 1.5 lines shows as one
+            if blank > 0:
+                out.extend([""] * min(MAX_BLANK_LINES, blank))
+        prev_bottom = bottom
+        members.sort(key=_x0)
+        out.append(_render_line(members, left, char_w, words))
+    return "\n".join(out), tuple(words)
+
+
+def _x0(box: Box) -> float:
+    return box[1]
+
+
+def _centre2(box: Box) -> float:
+    return box[2] + box[4]
+
+
+def _group_lines(boxes: Sequence[Box]) -> list[tuple[float, float, list[Box]]]:
+    """Group boxes into lines: ``(top, bottom, members)`` ordered top to bottom.
+
+    Boxes join the first recent line they overlap enough, in the order of their vertical centres.
+    A box that joined only narrowly (a bullet from a symbol font with a tall box, centred between
+    two lines) is afterwards moved to the neighbouring line it overlaps clearly better, which may
+    not have existed yet when it was placed.
+    """
+    lines: list[tuple[float, float, list[Box]]] = []
+    doubtful: list[tuple[Box, int, float]] = []
+    for box in sorted(boxes, key=_centre2):
+        top = box[2]
+        bottom = box[4]
+        height = bottom - top
+        for j in range(len(lines) - 1, max(-1, len(lines) - 1 - LOOKBACK_LINES), -1):
+            l_top, l_bottom, members = lines[j]
+            overlap = min(bottom, l_bottom) - max(top, l_top)
+            smaller = min(height, l_bottom - l_top)
+            if overlap >= 0 and overlap >= MIN_OVERLAP * smaller:
+                members.append(box)
+                if overlap < SURE_OVERLAP * smaller:
+                    doubtful.append((box, j, overlap / smaller))
+                break
+        else:
+            lines.append((top, bottom, [box]))
+    for box, j, ratio in doubtful:
+        best, best_ratio = j, ratio + 0.1
+        for k in (j - 1, j + 1):
+            if 0 <= k < len(lines):
+                k_ratio = _overlap_ratio(box, lines[k][0], lines[k][1])
+                if k_ratio > best_ratio:
+                    best, best_ratio = k, k_ratio
+        if best != j:
+            lines[j][2].remove(box)
+            lines[best][2].append(box)
+    return lines
+
+
+def _overlap_ratio(box: Box, top: float, bottom: float) -> float:
+    smaller = min(box[4] - box[2], bottom - top)
+    overlap = min(box[4], bottom) - max(box[2], top)
+    return overlap / smaller if smaller > 0 else 0.0
+
+
+def _render_line(members: list[Box], left: float, char_w: float, words: list[Word]) -> str:
+    """One line of text: phrases placed on the character grid; appends the line's words."""
+    parts: list[str] = []
+    cursor = 0  # length of the text built so far
+    prev: Box | None = None
+    for box in members:
+        text, x0, y0, x1, y1 = box
+        if prev is not None:
+            gap = x0 - prev[3]
+            if text == prev[0] and abs(x0 - prev[1]) < 0.2 * char_w + 0.5:
+                continue  # the same word painted twice, slightly offset ("fake bold")
+            if gap < char_w or gap < PHRASE_GAP * max(y1 - y0, prev[4] - prev[2]):
+                parts.append(" ")
+                cursor += 1
+            else:
+                col = max(int((x0 - left) / char_w + 0.5), cursor + 2)
+                parts.append(" " * (col - cursor))
+                cursor = col
+        else:
+            col = int((x0 - left) / char_w + 0.5)
+            if col > 0:
+                parts.append(" " * col)
+                cursor = col
+        parts.append(text)
+        cursor += len(text)
+        words.append(Word(text, x0, y0, x1, y1))
+        prev = box
+    return "".join(parts)
+
+
+def _char_width(boxes: Sequence[Box]) -> float:
+    """The page's median character width: the width of one text column."""
+    return _median([(b[3] - b[1]) / len(b[0]) for b in boxes if b[0]])
+
+
+def _median(values: list[float]) -> float:
+    if not values:
+        return 0.0
+    values.sort()
+    return values[len(values) // 2]

@@ -1,0 +1,126 @@
+"""PDF → pages, through PDFium (pypdfium2): the text layer laid out, OCR where it is needed.
+
+Per page, by ``settings.ocr``:
+
+- ``never``: the text layer only; a page without one has empty text;
+- ``auto``: the text layer, plus the words of its pictures (:func:`pdf_ocr.ocr_pictures`); a page
+  without a text layer is rendered and OCR'd whole. Only that last case *needs* Tesseract: pictures
+  on a text page are a bonus, skipped when Tesseract is not installed, so text PDFs keep working;
+- ``always``: every page rendered and OCR'd, the text layer ignored (for PDFs whose text layer is
+  garbage, such as fonts without a Unicode map).
+
+Damaged, encrypted and empty PDFs are :class:`~flowd.errors.DocumentError` with the cause in words.
+"""
+
+from __future__ import annotations
+
+import pypdfium2 as pdfium
+import pypdfium2.raw as pdfium_c
+
+from flowd.engine.digitize.frame import PageFrame
+from flowd.engine.digitize.layout import Box, layout_page
+from flowd.engine.digitize.ocr import require_tesseract, tesseract_path
+from flowd.engine.digitize.pdf_ocr import ocr_page, ocr_pictures
+from flowd.engine.digitize.pdf_text import text_layer, turn_boxes
+from flowd.engine.digitize.settings import DigitizeSettings
+from flowd.engine.document import Page
+from flowd.errors import DocumentError
+
+_OPEN_ERRORS = {
+    pdfium_c.FPDF_ERR_PASSWORD: "PDF is encrypted (password protected)",
+    pdfium_c.FPDF_ERR_SECURITY: "PDF is encrypted with an unsupported security handler",
+    pdfium_c.FPDF_ERR_FORMAT: "not a valid PDF: the file is damaged or truncated",
+    pdfium_c.FPDF_ERR_FILE: "not a valid PDF: the file cannot be read",
+}
+
+
+def read_pdf(file_name: str, data: bytes, settings: DigitizeSettings) -> tuple[Page, ...]:
+    """Digitize every page of the PDF in ``data``."""
+    pdf = open_pdf(file_name, data)
+    try:
+        count = len(pdf)
+        if count == 0:
+            raise DocumentError(file_name, "PDF has no pages")
+        reader = _PageReader(file_name, pdf, settings)
+        return tuple(reader.read(index) for index in range(count))
+    finally:
+        pdf.close()
+
+
+def open_pdf(file_name: str, data: bytes) -> pdfium.PdfDocument:
+    """Open ``data`` with PDFium, turning its error codes into a :class:`DocumentError`."""
+    try:
+        return pdfium.PdfDocument(data)
+    except pdfium.PdfiumError as exc:
+        cause = _OPEN_ERRORS.get(exc.err_code or 0, f"not a valid PDF: {exc}")
+        raise DocumentError(file_name, cause) from exc
+
+
+class _PageReader:
+    """Reads the pages of one open PDF; asks for Tesseract at most once, when first needed."""
+
+    def __init__(self, file_name: str, pdf: pdfium.PdfDocument, settings: DigitizeSettings):
+        self.file_name = file_name
+        self.pdf = pdf
+        self.settings = settings
+        self._lang: str | None = None
+
+    def lang(self) -> str:
+        """Tesseract's ``lang`` argument; raises when Tesseract or a language is missing."""
+        if self._lang is None:
+            self._lang = require_tesseract(self.file_name, self.settings.languages)
+        return self._lang
+
+    def read(self, index: int) -> Page:
+        try:
+            page = self.pdf[index]
+        except pdfium.PdfiumError as exc:
+            raise DocumentError(self.file_name, f"page {index + 1} cannot be read: {exc}") from exc
+        try:
+            return self._read(index + 1, page)
+        finally:
+            page.close()
+
+    def _read(self, number: int, page: pdfium.PdfPage) -> Page:
+        left, bottom, right, top = page.get_bbox()
+        frame = PageFrame(left, bottom, right, top, page.get_rotation() % 360)
+        policy = self.settings.ocr
+        if policy == "always":
+            boxes = ocr_page(page, frame, file_name=self.file_name, lang=self.lang())
+            return _page(number, frame, boxes, 0, ocr=True)
+        try:
+            textpage = page.get_textpage()
+        except pdfium.PdfiumError as exc:
+            raise DocumentError(
+                self.file_name, f"page {number} has unreadable text: {exc}"
+            ) from exc
+        try:
+            boxes, turn = text_layer(textpage.raw, frame)
+            if policy == "never":
+                return _page(number, frame, boxes, turn, ocr=False)
+            if not boxes:
+                scanned = ocr_page(page, frame, file_name=self.file_name, lang=self.lang())
+                return _page(number, frame, scanned, 0, ocr=True)
+            if tesseract_path() is None:
+                return _page(number, frame, boxes, turn, ocr=False)
+            extra = ocr_pictures(
+                self.pdf,
+                page,
+                frame,
+                boxes,
+                textpage.raw,
+                file_name=self.file_name,
+                lang=self.lang(),
+            )
+            return _page(number, frame, boxes + extra, turn, ocr=bool(extra))
+        finally:
+            textpage.close()
+
+
+def _page(number: int, frame: PageFrame, boxes: list[Box], turn: int, *, ocr: bool) -> Page:
+    width, height = frame.width, frame.height
+    if turn:
+        boxes = turn_boxes(boxes, width, height, turn)
+        width, height = height, width
+    text, words = layout_page(boxes)
+    return Page(number=number, text=text, width=width, height=height, words=words, ocr=ocr)
