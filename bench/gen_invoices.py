@@ -20,15 +20,51 @@ from pathlib import Path
 VENDORS = [
     # name, address, currency, number style, date style, label style
     ("ACME Supplies GmbH", "Hauptstrasse 5, 10115 Berlin, Germany", "EUR", "de", "dmy_dots", "en"),
-    ("Blue Harbor Logistics Ltd", "12 Dock Road, Bristol BS1 4RB, UK", "GBP", "en", "d_month_y", "en"),
-    ("Northwind Traders Inc.", "400 Pine St, Seattle, WA 98101, USA", "USD", "en", "month_d_y", "en"),
+    (
+        "Blue Harbor Logistics Ltd",
+        "12 Dock Road, Bristol BS1 4RB, UK",
+        "GBP",
+        "en",
+        "d_month_y",
+        "en",
+    ),
+    (
+        "Northwind Traders Inc.",
+        "400 Pine St, Seattle, WA 98101, USA",
+        "USD",
+        "en",
+        "month_d_y",
+        "en",
+    ),
     ("Papeterie Durand SARL", "8 rue des Lilas, 69003 Lyon, France", "EUR", "fr", "iso", "en"),
     ("Kappa Software B.V.", "Keizersgracht 100, 1015 Amsterdam", "EUR", "de", "d_month_y", "en"),
 ]
-MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August",
-          "September", "October", "November", "December"]
-ITEMS = ["Widget A", "Widget B", "Consulting hours", "Support plan (monthly)", "Shipping",
-         "Paper A4 box", "Toner cartridge", "Licence seat", "Cable set", "Installation"]
+MONTHS = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+]
+ITEMS = [
+    "Widget A",
+    "Widget B",
+    "Consulting hours",
+    "Support plan (monthly)",
+    "Shipping",
+    "Paper A4 box",
+    "Toner cartridge",
+    "Licence seat",
+    "Cable set",
+    "Installation",
+]
 SYMBOL = {"EUR": "€", "GBP": "£", "USD": "$"}
 
 

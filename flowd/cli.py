@@ -45,7 +45,10 @@ def _fail(message: str, code: int = EXIT_USAGE) -> None:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="flowd")
 @click.option(
-    "--log-format", type=click.Choice(["auto", "json", "console"]), default="auto", show_default=True
+    "--log-format",
+    type=click.Choice(["auto", "json", "console"]),
+    default="auto",
+    show_default=True,
 )
 @click.option("--log-level", default="warning", show_default=True)
 def main(log_format: str, log_level: str) -> None:
@@ -61,7 +64,9 @@ def main(log_format: str, log_level: str) -> None:
     default=BinaryType.SINGLE_FLOW.value,
     show_default=True,
 )
-@click.option("--flow-file", help="Single Flow: the .ibflow to compile (default: the only one in ROOT).")
+@click.option(
+    "--flow-file", help="Single Flow: the .ibflow to compile (default: the only one in ROOT)."
+)
 @click.option("--flows-dir", help="Metaflow/Flows: folder of the flows.")
 @click.option("--metaflow-file", help="Metaflow: the .ibmetaflow file.")
 @click.option("--classifier-file", help="Metaflow: the .ibclassifier file.")
@@ -175,7 +180,9 @@ def _report(outcome: RunOutcome) -> None:
 @click.option("--output-has-run-id", is_flag=True, help="Write into OUTPUT_DIR/<run_id>/.")
 @click.option("--delete-out-dir", is_flag=True, help="Empty OUTPUT_DIR first (not with run ids).")
 @click.option("--runtime-config", "runtime_config", help="JSON object handed to the flow.")
-@click.option("--log-to-timeline", is_flag=True, help="Write step and UDF logs to logs/timeline.jsonl.")
+@click.option(
+    "--log-to-timeline", is_flag=True, help="Write step and UDF logs to logs/timeline.jsonl."
+)
 @click.option("--no-save-binary", is_flag=True, help="Do not copy the binary into the output.")
 @click.option(
     "--step-timeout",
@@ -188,7 +195,10 @@ def _report(outcome: RunOutcome) -> None:
 @click.option("--job-id", help="≤ 50 characters of A-Z a-z 0-9 . _ -")
 @click.option("--workers", type=int, default=0, help="Worker processes; 0 = one per CPU.")
 @click.option(
-    "--resume", "resume", type=click.Path(path_type=Path), help="Continue the run in this output folder."
+    "--resume",
+    "resume",
+    type=click.Path(path_type=Path),
+    help="Continue the run in this output folder.",
 )
 def run_cmd(
     binary: Path | None,

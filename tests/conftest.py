@@ -19,7 +19,11 @@ FLOWD = [sys.executable, "-m", "flowd.cli"]
 REFINER = {
     "version": 1,
     "fields": [
-        {"name": "invoice_number", "formula": "regex_get(INPUT_COL, 'Invoice No:\\s*(\\S+)')", "type": "TEXT"},
+        {
+            "name": "invoice_number",
+            "formula": "regex_get(INPUT_COL, 'Invoice No:\\s*(\\S+)')",
+            "type": "TEXT",
+        },
         {"name": "__raw_total", "formula": "scan_right(INPUT_COL, 'Total:')"},
         {"name": "total", "formula": "to_number(__raw_total)", "type": "FLOAT"},
     ],
@@ -32,7 +36,9 @@ def write_json(path: Path, data: Any) -> Path:
     return path
 
 
-def flow(*steps: dict[str, Any], name: str = "test flow", patterns: list[str] | None = None) -> dict[str, Any]:
+def flow(
+    *steps: dict[str, Any], name: str = "test flow", patterns: list[str] | None = None
+) -> dict[str, Any]:
     return {
         "version": 1,
         "name": name,

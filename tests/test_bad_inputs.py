@@ -88,10 +88,16 @@ def test_bad_files_fail_alone(simple_project: Path, tmp_path: Path) -> None:
     rows = json.loads((outcome.output_folder / "results.json").read_text())
     assert "LEAK" not in json.dumps(rows)
     numbers = {r["file_name"]: r["invoice_number"] for r in rows}
-    assert numbers == {"good.txt": "T-1", "good.pdf": "PDF-7", "sub/caf\ufffd-latin1.txt": "NON-UTF8"}
+    assert numbers == {
+        "good.txt": "T-1",
+        "good.pdf": "PDF-7",
+        "sub/caf\ufffd-latin1.txt": "NON-UTF8",
+    }
     assert outcome.status == "FAILED" and outcome.exit_code == 1
     # the step outputs of the non-UTF-8 name live under its real (byte) name
-    assert os.path.exists(os.fsencode(outcome.output_folder) + b"/s1_process_files/sub/caf\xe9-latin1.txt.ibdoc")
+    assert os.path.exists(
+        os.fsencode(outcome.output_folder) + b"/s1_process_files/sub/caf\xe9-latin1.txt.ibdoc"
+    )
 
 
 def test_catastrophic_regex_fails_the_field_not_the_worker(
@@ -104,7 +110,9 @@ def test_catastrophic_regex_fails_the_field_not_the_worker(
             {"name": "fine", "formula": "len(INPUT_COL)"},
         ],
     }
-    root = make_project({"invoice.ibflow": flow(refiner_step("r.ibrefiner")), "r.ibrefiner": refiner})
+    root = make_project(
+        {"invoice.ibflow": flow(refiner_step("r.ibrefiner")), "r.ibrefiner": refiner}
+    )
     docs = tmp_path / "input"
     docs.mkdir()
     (docs / "evil.txt").write_text("a" * 40000 + "b")
@@ -139,7 +147,9 @@ UDFS = {
 
 
 @pytest.mark.parametrize("kind", sorted(UDFS))
-def test_udf_that_raises_or_never_returns(make_project: Callable[..., Path], tmp_path: Path, kind: str) -> None:
+def test_udf_that_raises_or_never_returns(
+    make_project: Callable[..., Path], tmp_path: Path, kind: str
+) -> None:
     root = make_project(
         {
             "invoice.ibflow": flow(
@@ -148,7 +158,8 @@ def test_udf_that_raises_or_never_returns(make_project: Callable[..., Path], tmp
                 name="udf",
             ),
             "modules/invoice.ibrefiner": REFINER,
-            "u.py": "import os\n_bad = os.environ.get('NOPE')\n" + UDFS[kind].replace(
+            "u.py": "import os\n_bad = os.environ.get('NOPE')\n"
+            + UDFS[kind].replace(
                 "def f(record, context):\n",
                 "def f(record, context):\n    if 'bad' not in record['file_name']:\n        return record\n",
             ),

@@ -40,7 +40,7 @@ def test_compile_writes_default_path_and_bundles_only_used_files(simple_project:
 
 def test_same_sources_give_byte_identical_binaries(simple_project: Path, tmp_path: Path) -> None:
     a = compile_project(simple_project, SINGLE, tmp_path / "a.ibflowbin")
-    b = compile_project(simple_project, SINGLE, tmp_path / "b" )
+    b = compile_project(simple_project, SINGLE, tmp_path / "b")
     assert a.path.read_bytes() == b.path.read_bytes()
     again = compile_project(simple_project, SINGLE, tmp_path / "a.ibflowbin")
     assert again.written is False
@@ -88,7 +88,9 @@ def test_tampered_binary_is_refused(simple_project: Path, damage: str) -> None:
 def test_unknown_key_is_located(make_project: Callable[..., Path]) -> None:
     root = make_project(
         {
-            "invoice.ibflow": flow({"step": "apply_refiner", "settings": {"program": "r.ibrefiner", "progam": 1}}),
+            "invoice.ibflow": flow(
+                {"step": "apply_refiner", "settings": {"program": "r.ibrefiner", "progam": 1}}
+            ),
             "r.ibrefiner": REFINER,
         }
     )
@@ -110,7 +112,9 @@ def test_formula_errors_name_file_field_line_and_column(make_project: Callable[.
             {"name": "c", "formula": "concat('a', "},
         ],
     }
-    root = make_project({"invoice.ibflow": flow(refiner_step("r.ibrefiner")), "r.ibrefiner": refiner})
+    root = make_project(
+        {"invoice.ibflow": flow(refiner_step("r.ibrefiner")), "r.ibrefiner": refiner}
+    )
     found = problems(root)
     assert len(found) == 3
     assert all(p.startswith("r.ibrefiner:") for p in found)
@@ -127,7 +131,9 @@ def test_later_field_may_use_earlier_not_later(make_project: Callable[..., Path]
             {"name": "b", "formula": "echo('x')"},
         ],
     }
-    root = make_project({"invoice.ibflow": flow(refiner_step("r.ibrefiner")), "r.ibrefiner": refiner})
+    root = make_project(
+        {"invoice.ibflow": flow(refiner_step("r.ibrefiner")), "r.ibrefiner": refiner}
+    )
     assert any("'b'" in p for p in problems(root))
 
 
@@ -135,62 +141,92 @@ def test_later_field_may_use_earlier_not_later(make_project: Callable[..., Path]
     ("files", "expected"),
     [
         ({"invoice.ibflow": "{not json"}, "invalid JSON"),
-        ({"invoice.ibflow": {"version": 2, "name": "x", "steps": [{"step": "process_files"}]}}, "version"),
-        ({"invoice.ibflow": {"version": 1, "name": "x", "steps": [{"step": "apply_magic"}]}}, "apply_magic"),
+        (
+            {"invoice.ibflow": {"version": 2, "name": "x", "steps": [{"step": "process_files"}]}},
+            "version",
+        ),
+        (
+            {"invoice.ibflow": {"version": 1, "name": "x", "steps": [{"step": "apply_magic"}]}},
+            "apply_magic",
+        ),
         ({"invoice.ibflow": flow(refiner_step("missing.ibrefiner"))}, "refiner program not found"),
         ({"invoice.ibflow": flow(refiner_step("../outside.ibrefiner"))}, "leaves the project root"),
         (
-            {"invoice.ibflow": {"version": 1, "name": "x", "steps": [refiner_step()]}, "modules/invoice.ibrefiner": REFINER},
+            {
+                "invoice.ibflow": {"version": 1, "name": "x", "steps": [refiner_step()]},
+                "modules/invoice.ibrefiner": REFINER,
+            },
             "first step must be process_files",
         ),
         (
             {
-                "invoice.ibflow": flow({"step": "apply_udf", "settings": {"script": "u.py", "function": "f"}}),
+                "invoice.ibflow": flow(
+                    {"step": "apply_udf", "settings": {"script": "u.py", "function": "f"}}
+                ),
                 "u.py": "import not_a_module_anywhere\n",
             },
             "fails on import",
         ),
         (
             {
-                "invoice.ibflow": flow({"step": "apply_udf", "settings": {"script": "u.py", "function": "f"}}),
+                "invoice.ibflow": flow(
+                    {"step": "apply_udf", "settings": {"script": "u.py", "function": "f"}}
+                ),
                 "u.py": "def g(record, context):\n    return record\n",
             },
             "no function 'f'",
         ),
         (
             {
-                "invoice.ibflow": flow({"step": "apply_udf", "settings": {"script": "u.py", "function": "f"}}),
+                "invoice.ibflow": flow(
+                    {"step": "apply_udf", "settings": {"script": "u.py", "function": "f"}}
+                ),
                 "u.py": "def f(record, context)\n    return record\n",
             },
             "syntax error",
         ),
         (
             {
-                "invoice.ibflow": flow({"step": "apply_classifier", "settings": {"classifier": "c.ibclassifier"}}),
-                "c.ibclassifier": {"version": 1, "default_class": "other", "classes": [{"name": "a", "rules": [{"weight": 1}]}]},
+                "invoice.ibflow": flow(
+                    {"step": "apply_classifier", "settings": {"classifier": "c.ibclassifier"}}
+                ),
+                "c.ibclassifier": {
+                    "version": 1,
+                    "default_class": "other",
+                    "classes": [{"name": "a", "rules": [{"weight": 1}]}],
+                },
             },
             "exactly one of contains, regex, formula, filename",
         ),
         (
             {
-                "invoice.ibflow": flow({"step": "apply_checkpoint", "settings": {"validations": "v.ibvalidations"}}),
-                "v.ibvalidations": {"version": 1, "rules": [{"field": "total", "formula": "total > 0", "message": "m"}]},
+                "invoice.ibflow": flow(
+                    {"step": "apply_checkpoint", "settings": {"validations": "v.ibvalidations"}}
+                ),
+                "v.ibvalidations": {
+                    "version": 1,
+                    "rules": [{"field": "total", "formula": "total > 0", "message": "m"}],
+                },
             },
             "total",
         ),
     ],
 )
-def test_compile_errors(make_project: Callable[..., Path], files: dict[str, object], expected: str) -> None:
+def test_compile_errors(
+    make_project: Callable[..., Path], files: dict[str, object], expected: str
+) -> None:
     root = make_project(files)
     found = problems(root)
     assert found, "expected problems"
     assert any(expected in p for p in found), found
     for p in found:
-        file, line, col, _ = p.split(":", 3)
+        _file, line, col, _ = p.split(":", 3)
         assert int(line) >= 1 and int(col) >= 1
 
 
-def test_metaflow_route_to_missing_flow_and_impossible_class(make_project: Callable[..., Path]) -> None:
+def test_metaflow_route_to_missing_flow_and_impossible_class(
+    make_project: Callable[..., Path],
+) -> None:
     root = make_project(
         {
             "flows/invoice.ibflow": flow(),
@@ -205,7 +241,9 @@ def test_metaflow_route_to_missing_flow_and_impossible_class(make_project: Calla
             },
         }
     )
-    settings = CompileSettings(BinaryType.METAFLOW, None, "flows", "meta.ibmetaflow", "doc.ibclassifier")
+    settings = CompileSettings(
+        BinaryType.METAFLOW, None, "flows", "meta.ibmetaflow", "doc.ibclassifier"
+    )
     found = problems(root, settings)
     assert any("receipt" in p and "cannot be produced" in p for p in found)
     assert any("missing flow 'receipt.ibflow'" in p for p in found)
@@ -214,7 +252,9 @@ def test_metaflow_route_to_missing_flow_and_impossible_class(make_project: Calla
 def test_udf_binary_records_udfs(make_project: Callable[..., Path]) -> None:
     root = make_project(
         {
-            "invoice.ibflow": flow({"step": "apply_udf", "settings": {"script": "modules/u.py", "function": "f"}}),
+            "invoice.ibflow": flow(
+                {"step": "apply_udf", "settings": {"script": "modules/u.py", "function": "f"}}
+            ),
             "modules/u.py": "def f(record, context):\n    return record\n",
         }
     )

@@ -22,8 +22,16 @@ SINGLE = CompileSettings(BinaryType.SINGLE_FLOW, flow_file="invoice.ibflow")
 VALIDATIONS = {
     "version": 1,
     "rules": [
-        {"field": "total", "formula": "is_number(total) and total > 0", "message": "total must be positive"},
-        {"field": "invoice_number", "formula": "not is_empty(invoice_number)", "message": "missing number"},
+        {
+            "field": "total",
+            "formula": "is_number(total) and total > 0",
+            "message": "total must be positive",
+        },
+        {
+            "field": "invoice_number",
+            "formula": "not is_empty(invoice_number)",
+            "message": "missing number",
+        },
     ],
 }
 
@@ -53,7 +61,10 @@ def fields(outcome: RunOutcome, name: str, index: int = 0) -> dict[str, Any]:
 
 def test_single_flow_output_layout(simple_project: Path, tmp_path: Path) -> None:
     binary = compile_project(simple_project, SINGLE).path
-    docs = inbox(tmp_path, {"a.txt": text_invoice("A-1", "$1,234.50"), "b.txt": text_invoice("B-2", "2.469,90 €")})
+    docs = inbox(
+        tmp_path,
+        {"a.txt": text_invoice("A-1", "$1,234.50"), "b.txt": text_invoice("B-2", "2.469,90 €")},
+    )
     outcome = run(binary, docs)
     assert outcome.status == "COMPLETE" and outcome.exit_code == 0
     out = tmp_path / "out"
@@ -63,16 +74,26 @@ def test_single_flow_output_layout(simple_project: Path, tmp_path: Path) -> None
     assert (out / "invoice.ibflowbin").read_bytes() == binary.read_bytes()
     assert (out / "s1_process_files" / "a.txt.ibdoc").is_file()
     msg = json.loads((out / "s2_apply_refiner" / "a.txt.ibmsg").read_text())
-    assert msg["records"][0]["fields"][1]["key"] == "__raw_total"  # hidden fields stay in step outputs
+    assert (
+        msg["records"][0]["fields"][1]["key"] == "__raw_total"
+    )  # hidden fields stay in step outputs
     batch = json.loads((out / "batch.ibflowresults").read_text())
     assert batch["status"] == "COMPLETE" and batch["can_resume"] is False
     assert batch["job_id"] == outcome.job_id
     assert batch["run_summary"] == {
-        "numFiles": 2, "numRecords": 2, "numRuntimeErrors": 0, "numFailedFiles": 0,
-        "numCompleteFiles": 2, "numStoppedAtCheckpoint": 0,
+        "numFiles": 2,
+        "numRecords": 2,
+        "numRuntimeErrors": 0,
+        "numFailedFiles": 0,
+        "numCompleteFiles": 2,
+        "numStoppedAtCheckpoint": 0,
     }
     first = batch["files"][0]
-    assert first["records"][0]["results"][0] == {"key": "invoice_number", "value": "A-1", "field_type": "TEXT"}
+    assert first["records"][0]["results"][0] == {
+        "key": "invoice_number",
+        "value": "A-1",
+        "field_type": "TEXT",
+    }
     rows = json.loads((out / "results.json").read_text())
     assert [r["file_name"] for r in rows] == ["a.txt", "b.txt"]
     assert "__raw_total" not in rows[0]
@@ -106,17 +127,25 @@ def test_delete_out_dir_never_deletes_the_input(simple_project: Path, tmp_path: 
     assert (docs / "a.txt").exists()
 
 
-def test_field_errors_do_not_stop_other_fields(make_project: Callable[..., Path], tmp_path: Path) -> None:
+def test_field_errors_do_not_stop_other_fields(
+    make_project: Callable[..., Path], tmp_path: Path
+) -> None:
     refiner = {
         "version": 1,
         "fields": [
             {"name": "bad", "formula": "to_number('not a number')"},
             {"name": "typed", "formula": "echo('abc')", "type": "INT"},
             {"name": "good", "formula": "upper('ok')"},
-            {"name": "missing", "formula": "scan_right(INPUT_COL, 'No such label')", "type": "FLOAT"},
+            {
+                "name": "missing",
+                "formula": "scan_right(INPUT_COL, 'No such label')",
+                "type": "FLOAT",
+            },
         ],
     }
-    root = make_project({"invoice.ibflow": flow(refiner_step("r.ibrefiner")), "r.ibrefiner": refiner})
+    root = make_project(
+        {"invoice.ibflow": flow(refiner_step("r.ibrefiner")), "r.ibrefiner": refiner}
+    )
     outcome = run(compile_project(root, SINGLE).path, inbox(tmp_path, {"a.txt": "hello"}))
     assert outcome.status == "COMPLETE"
     results = {f.key: f for f in by_file(outcome)["a.txt"].records[0].fields}
@@ -143,7 +172,10 @@ def test_runtime_config_log_prefix_timeline_and_udf_context(
         {
             "invoice.ibflow": flow(
                 refiner_step("r.ibrefiner"),
-                {"step": "apply_udf", "settings": {"script": "u.py", "function": "tag", "fields": ["org"]}},
+                {
+                    "step": "apply_udf",
+                    "settings": {"script": "u.py", "function": "tag", "fields": ["org"]},
+                },
             ),
             "r.ibrefiner": refiner,
             "u.py": udf,
@@ -161,7 +193,7 @@ def test_runtime_config_log_prefix_timeline_and_udf_context(
     assert values["where"] == str(outcome.output_folder / "s3_apply_udf")
     lines = (outcome.output_folder / "logs" / "timeline.jsonl").read_text().splitlines()
     assert lines and all(line.startswith("org=Piston {") for line in lines)
-    events = [json.loads(line[len("org=Piston "):]) for line in lines]
+    events = [json.loads(line[len("org=Piston ") :]) for line in lines]
     assert any(e["event"] == "udf_log" and e["msg"] == "tagging" and e["n"] == 5 for e in events)
     assert any(e["event"] == "step_done" and e["step"] == "s2_apply_refiner" for e in events)
 
@@ -169,7 +201,10 @@ def test_runtime_config_log_prefix_timeline_and_udf_context(
 def test_modify_output_schema(simple_project: Path, tmp_path: Path) -> None:
     binary = compile_project(simple_project, SINGLE).path
     change = {
-        "add_fields": [{"name": "doubled", "formula": "total * 2"}, {"name": "hello", "formula": "echo('hello world')"}],
+        "add_fields": [
+            {"name": "doubled", "formula": "total * 2"},
+            {"name": "hello", "formula": "echo('hello world')"},
+        ],
         "remove_fields": ["invoice_number"],
         "rename_fields": {"total": "amount"},
     }
@@ -209,12 +244,18 @@ def checkpoint_project(make_project: Callable[..., Path], straight: bool) -> Pat
         {
             "invoice.ibflow": flow(
                 refiner_step(),
-                {"step": "apply_checkpoint", "settings": {"validations": "v.ibvalidations", "straight_through": straight}},
+                {
+                    "step": "apply_checkpoint",
+                    "settings": {"validations": "v.ibvalidations", "straight_through": straight},
+                },
                 {"step": "apply_refiner", "settings": {"program": "after.ibrefiner"}},
             ),
             "modules/invoice.ibrefiner": REFINER,
             "v.ibvalidations": VALIDATIONS,
-            "after.ibrefiner": {"version": 1, "fields": [{"name": "checked", "formula": "total + 1"}]},
+            "after.ibrefiner": {
+                "version": 1,
+                "fields": [{"name": "checked", "formula": "total + 1"}],
+            },
         }
     )
 
@@ -223,13 +264,19 @@ def test_checkpoint_stops_then_resumes_after_correction_on_disk(
     make_project: Callable[..., Path], tmp_path: Path
 ) -> None:
     binary = compile_project(checkpoint_project(make_project, straight=False), SINGLE).path
-    docs = inbox(tmp_path, {"good.txt": text_invoice("G-1", "5.00"), "bad.txt": text_invoice("B-1", "-3.00")})
+    docs = inbox(
+        tmp_path, {"good.txt": text_invoice("G-1", "5.00"), "bad.txt": text_invoice("B-1", "-3.00")}
+    )
     stopped = run(binary, docs)
-    assert stopped.status == "STOPPED_AT_CHECKPOINT" and stopped.exit_code == 3 and stopped.can_resume
+    assert (
+        stopped.status == "STOPPED_AT_CHECKPOINT" and stopped.exit_code == 3 and stopped.can_resume
+    )
     files = by_file(stopped)
     assert files["bad.txt"].status == files["good.txt"].status == "STOPPED_AT_CHECKPOINT"
     assert files["bad.txt"].records[0].messages == ("total: total must be positive",)
-    assert not (stopped.output_folder / "s4_apply_refiner").exists(), "nothing may pass the checkpoint"
+    assert not (stopped.output_folder / "s4_apply_refiner").exists(), (
+        "nothing may pass the checkpoint"
+    )
     # A reviewer corrects the record in place.
     path = stopped.output_folder / "s3_apply_checkpoint" / "bad.txt.ibmsg"
     message = json.loads(path.read_text())
@@ -245,9 +292,17 @@ def test_checkpoint_stops_then_resumes_after_correction_on_disk(
         resume_run(stopped.output_folder, workers=1)
 
 
-def test_straight_through_lets_passing_files_go_on(make_project: Callable[..., Path], tmp_path: Path) -> None:
+def test_straight_through_lets_passing_files_go_on(
+    make_project: Callable[..., Path], tmp_path: Path
+) -> None:
     binary = compile_project(checkpoint_project(make_project, straight=True), SINGLE).path
-    docs = inbox(tmp_path, {"good.txt": text_invoice("G-1", "5.00"), "bad.txt": "no number here\n      Total:   7.00\n"})
+    docs = inbox(
+        tmp_path,
+        {
+            "good.txt": text_invoice("G-1", "5.00"),
+            "bad.txt": "no number here\n      Total:   7.00\n",
+        },
+    )
     stopped = run(binary, docs)
     files = by_file(stopped)
     assert stopped.status == "STOPPED_AT_CHECKPOINT"
@@ -258,9 +313,13 @@ def test_straight_through_lets_passing_files_go_on(make_project: Callable[..., P
     assert by_file(resumed)["good.txt"].status == "COMPLETE"
 
 
-def test_resume_after_interruption_continues_from_last_step(simple_project: Path, tmp_path: Path) -> None:
+def test_resume_after_interruption_continues_from_last_step(
+    simple_project: Path, tmp_path: Path
+) -> None:
     binary = compile_project(simple_project, SINGLE).path
-    docs = inbox(tmp_path, {"a.txt": text_invoice("A-1", "1.00"), "b.txt": text_invoice("B-1", "2.00")})
+    docs = inbox(
+        tmp_path, {"a.txt": text_invoice("A-1", "1.00"), "b.txt": text_invoice("B-1", "2.00")}
+    )
     done = run(binary, docs)
     out = done.output_folder
     # Simulate a crash after process_files of b.txt: its later outputs never got written.
@@ -283,7 +342,9 @@ def test_resume_refuses_recompiled_binary(simple_project: Path, tmp_path: Path) 
     batch = json.loads((stopped.output_folder / "batch.ibflowresults").read_text())
     batch["status"] = "RUNNING"
     (stopped.output_folder / "batch.ibflowresults").write_text(json.dumps(batch))
-    (simple_project / "modules" / "invoice.ibrefiner").write_text(json.dumps({"version": 1, "fields": []}))
+    (simple_project / "modules" / "invoice.ibrefiner").write_text(
+        json.dumps({"version": 1, "fields": []})
+    )
     compile_project(simple_project, SINGLE)
     with pytest.raises(ResumeError, match="recompiled"):
         resume_run(stopped.output_folder, workers=1)
@@ -294,8 +355,22 @@ def test_page_mode_and_classifier_filter(make_project: Callable[..., Path], tmp_
         "version": 1,
         "default_class": "other",
         "classes": [
-            {"name": "invoice", "rules": [{"contains": ["invoice"], "weight": 2}, {"regex": "Invoice No", "weight": 3}]},
-            {"name": "receipt", "rules": [{"formula": "contains(lower(INPUT_COL), 'thank you for your purchase')", "weight": 5}]},
+            {
+                "name": "invoice",
+                "rules": [
+                    {"contains": ["invoice"], "weight": 2},
+                    {"regex": "Invoice No", "weight": 3},
+                ],
+            },
+            {
+                "name": "receipt",
+                "rules": [
+                    {
+                        "formula": "contains(lower(INPUT_COL), 'thank you for your purchase')",
+                        "weight": 5,
+                    }
+                ],
+            },
             {"name": "named", "rules": [{"filename": "*.special.txt", "weight": 1}]},
         ],
     }
@@ -303,7 +378,13 @@ def test_page_mode_and_classifier_filter(make_project: Callable[..., Path], tmp_
         {
             "invoice.ibflow": flow(
                 {"step": "map_records", "settings": {"mode": "page"}},
-                {"step": "apply_classifier", "settings": {"classifier": "c.ibclassifier", "filter_classes": ["invoice", "receipt"]}},
+                {
+                    "step": "apply_classifier",
+                    "settings": {
+                        "classifier": "c.ibclassifier",
+                        "filter_classes": ["invoice", "receipt"],
+                    },
+                },
                 refiner_step(),
             ),
             "c.ibclassifier": classifier,
@@ -313,13 +394,18 @@ def test_page_mode_and_classifier_filter(make_project: Callable[..., Path], tmp_
     docs = inbox(
         tmp_path,
         {
-            "two.txt": text_invoice("P-1", "1.00") + "\f" + "Thank you for your purchase\n   Total:  9.99\n",
+            "two.txt": text_invoice("P-1", "1.00")
+            + "\f"
+            + "Thank you for your purchase\n   Total:  9.99\n",
             "x.special.txt": "nothing here",
         },
     )
     outcome = run(compile_project(root, SINGLE).path, docs)
     recs = by_file(outcome)["two.txt"].records
-    assert [(r.record_index, r.class_label, r.status.value) for r in recs] == [(0, "invoice", "OK"), (1, "receipt", "OK")]
+    assert [(r.record_index, r.class_label, r.status.value) for r in recs] == [
+        (0, "invoice", "OK"),
+        (1, "receipt", "OK"),
+    ]
     assert recs[0].class_score == 5
     assert {f.key: f.value for f in recs[1].fields}["total"] == 9.99
     special = by_file(outcome)["x.special.txt"].records[0]
@@ -339,28 +425,51 @@ def test_reduce_udf_sees_all_records(make_project: Callable[..., Path], tmp_path
         {
             "invoice.ibflow": flow(
                 refiner_step(),
-                {"step": "apply_udf", "settings": {"script": "u.py", "function": "rank", "kind": "reduce", "fields": ["rank"]}},
+                {
+                    "step": "apply_udf",
+                    "settings": {
+                        "script": "u.py",
+                        "function": "rank",
+                        "kind": "reduce",
+                        "fields": ["rank"],
+                    },
+                },
                 {"step": "apply_refiner", "settings": {"program": "after.ibrefiner"}},
             ),
             "modules/invoice.ibrefiner": REFINER,
             "u.py": udf,
-            "after.ibrefiner": {"version": 1, "fields": [{"name": "label", "formula": "concat('#', rank)"}]},
+            "after.ibrefiner": {
+                "version": 1,
+                "fields": [{"name": "label", "formula": "concat('#', rank)"}],
+            },
         }
     )
-    docs = inbox(tmp_path, {f"{n}.txt": text_invoice(n, str(v)) for n, v in [("a", 30), ("b", 10), ("c", 20)]})
+    docs = inbox(
+        tmp_path,
+        {f"{n}.txt": text_invoice(n, str(v)) for n, v in [("a", 30), ("b", 10), ("c", 20)]},
+    )
     outcome = run(compile_project(root, SINGLE).path, docs, workers=2)
     assert outcome.status == "COMPLETE"
-    assert {n: fields(outcome, f"{n}.txt")["label"] for n in "abc"} == {"a": "#3", "b": "#1", "c": "#2"}
+    assert {n: fields(outcome, f"{n}.txt")["label"] for n in "abc"} == {
+        "a": "#3",
+        "b": "#1",
+        "c": "#2",
+    }
     assert fields(outcome, "a.txt")["count"] == 3
 
 
-def test_metaflow_routes_by_class(copy_example: Callable[[str], Path], make_project: Callable[..., Path], tmp_path: Path) -> None:
+def test_metaflow_routes_by_class(
+    copy_example: Callable[[str], Path], make_project: Callable[..., Path], tmp_path: Path
+) -> None:
     root = make_project(
         {
             "flows/invoice.ibflow": flow(refiner_step("../modules/invoice.ibrefiner")),
             "flows/receipt.ibflow": flow(refiner_step("../modules/receipt.ibrefiner")),
             "modules/invoice.ibrefiner": REFINER,
-            "modules/receipt.ibrefiner": {"version": 1, "fields": [{"name": "kind", "formula": "echo('receipt')"}]},
+            "modules/receipt.ibrefiner": {
+                "version": 1,
+                "fields": [{"name": "kind", "formula": "echo('receipt')"}],
+            },
             "doc.ibclassifier": {
                 "version": 1,
                 "default_class": "other",
@@ -369,13 +478,22 @@ def test_metaflow_routes_by_class(copy_example: Callable[[str], Path], make_proj
                     {"name": "receipt", "rules": [{"contains": ["receipt"]}]},
                 ],
             },
-            "docs.ibmetaflow": {"version": 1, "routes": {"invoice": "invoice.ibflow", "receipt": "receipt.ibflow"}, "unmatched": "skip"},
+            "docs.ibmetaflow": {
+                "version": 1,
+                "routes": {"invoice": "invoice.ibflow", "receipt": "receipt.ibflow"},
+                "unmatched": "skip",
+            },
         }
     )
-    settings = CompileSettings(BinaryType.METAFLOW, None, "flows", "docs.ibmetaflow", "doc.ibclassifier")
+    settings = CompileSettings(
+        BinaryType.METAFLOW, None, "flows", "docs.ibmetaflow", "doc.ibclassifier"
+    )
     binary = compile_project(root, settings).path
     assert binary.name == "docs.ibflowbin"
-    docs = inbox(tmp_path, {"i.txt": text_invoice("M-1", "3"), "r.txt": "RECEIPT\nthanks", "x.txt": "a letter"})
+    docs = inbox(
+        tmp_path,
+        {"i.txt": text_invoice("M-1", "3"), "r.txt": "RECEIPT\nthanks", "x.txt": "a letter"},
+    )
     outcome = run(binary, docs)
     assert outcome.status == "COMPLETE"
     assert fields(outcome, "i.txt")["invoice_number"] == "M-1"
@@ -389,19 +507,31 @@ def test_metaflow_routes_by_class(copy_example: Callable[[str], Path], make_proj
     assert not (out / "invoice" / "s1_process_files").exists(), "routed flows do not digitize again"
 
 
-def test_flows_binary_routes_by_subfolder(make_project: Callable[..., Path], tmp_path: Path) -> None:
+def test_flows_binary_routes_by_subfolder(
+    make_project: Callable[..., Path], tmp_path: Path
+) -> None:
     root = make_project(
         {
             "flows/invoices.ibflow": flow(refiner_step("../modules/invoice.ibrefiner")),
-            "flows/notes.ibflow": flow({"step": "apply_refiner", "settings": {"program": "../modules/n.ibrefiner"}}),
+            "flows/notes.ibflow": flow(
+                {"step": "apply_refiner", "settings": {"program": "../modules/n.ibrefiner"}}
+            ),
             "modules/invoice.ibrefiner": REFINER,
-            "modules/n.ibrefiner": {"version": 1, "fields": [{"name": "chars", "formula": "len(INPUT_COL)"}]},
+            "modules/n.ibrefiner": {
+                "version": 1,
+                "fields": [{"name": "chars", "formula": "len(INPUT_COL)"}],
+            },
         }
     )
     binary = compile_project(root, CompileSettings(BinaryType.FLOWS, flows_dir="flows")).path
     docs = inbox(
         tmp_path,
-        {"invoices/a.txt": text_invoice("F-1", "4"), "notes/n.txt": "abc", "top.txt": "xy", "other/z.txt": "?"},
+        {
+            "invoices/a.txt": text_invoice("F-1", "4"),
+            "notes/n.txt": "abc",
+            "top.txt": "xy",
+            "other/z.txt": "?",
+        },
     )
     outcome = run(binary, docs)
     out = outcome.output_folder

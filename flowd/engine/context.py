@@ -86,7 +86,9 @@ class UdfLogger:
         self._log = structlog.get_logger("flowd.udf")
 
     def _emit(self, level: str, msg: str, kw: dict[str, Any]) -> None:
-        self._timeline.write("udf_log", level=level, file=self._file, step=self._step, msg=msg, **kw)
+        self._timeline.write(
+            "udf_log", level=level, file=self._file, step=self._step, msg=msg, **kw
+        )
         getattr(self._log, level)("udf_log", file=self._file, step=self._step, msg=msg, **kw)
 
     def debug(self, msg: str, **kw: Any) -> None:

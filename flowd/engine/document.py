@@ -30,7 +30,13 @@ class Word:
     y1: float
 
     def to_list(self) -> list[Any]:
-        return [self.text, round(self.x0, 2), round(self.y0, 2), round(self.x1, 2), round(self.y1, 2)]
+        return [
+            self.text,
+            round(self.x0, 2),
+            round(self.y0, 2),
+            round(self.x1, 2),
+            round(self.y1, 2),
+        ]
 
     @classmethod
     def from_list(cls, item: list[Any]) -> Word:

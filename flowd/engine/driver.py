@@ -38,10 +38,7 @@ def drive(
                 if on_progress is not None and (first_round or p.state is not TaskState.CHECKPOINT):
                     on_progress(p)
         first_round = False
-        if reduced:
-            calls = [Advance(t, fresh=False) for t in reduced]
-        else:
-            calls = _next_calls(latest)
+        calls = [Advance(t, fresh=False) for t in reduced] if reduced else _next_calls(latest)
     return latest
 
 
@@ -56,6 +53,9 @@ def _next_calls(latest: dict[str, TaskProgress]) -> list[Call]:
     for p in latest.values():
         if p.state is TaskState.REDUCE:
             groups[(p.task.flow, p.route, p.position)].append(p.task)
-    return [Reduce(tuple(ts), pos, route) for (_flow, route, pos), ts in sorted(
-        groups.items(), key=lambda kv: (kv[0][2], str(kv[0][0]), str(kv[0][1]))
-    )]
+    return [
+        Reduce(tuple(ts), pos, route)
+        for (_flow, route, pos), ts in sorted(
+            groups.items(), key=lambda kv: (kv[0][2], str(kv[0][0]), str(kv[0][1]))
+        )
+    ]

@@ -48,7 +48,10 @@ def scan(input_dir: Path, skip: Path | None = None) -> tuple[list[str], list[Rej
                 target = os.path.realpath(entry.path)
                 if target != root and not target.startswith(root + os.sep):
                     rejected.append(
-                        Rejected(relpath, "symbolic link pointing outside the input folder (not followed)")
+                        Rejected(
+                            relpath,
+                            "symbolic link pointing outside the input folder (not followed)",
+                        )
                     )
                 elif os.path.isdir(target):
                     rejected.append(Rejected(relpath, "symbolic link to a folder (not followed)"))

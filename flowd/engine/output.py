@@ -94,7 +94,9 @@ def rows_to_csv(rows: list[dict[str, Any]]) -> str:
 
 
 def dump_json(data: Any) -> bytes:
-    return (json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n").encode("utf-8", "replace")
+    return (json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n").encode(
+        "utf-8", "replace"
+    )
 
 
 def write_results(folder: Path, results: list[FileResult]) -> None:

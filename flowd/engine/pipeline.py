@@ -14,7 +14,7 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from enum import Enum
+from enum import StrEnum
 
 from flowd.engine.context import RunContext, Timeline
 from flowd.engine.digitize import DigitizeSettings, digitize
@@ -26,7 +26,7 @@ from flowd.engine.steps.env import StepEnv
 from flowd.engine.steps.mapping import document_records, map_records
 from flowd.engine.steps.refine import apply_refiner
 from flowd.engine.steps.udf import apply_map_udf, apply_reduce_udf
-from flowd.engine.store import DOC_SUFFIX, MSG_SUFFIX, StepStore
+from flowd.engine.store import MSG_SUFFIX, StepStore
 from flowd.engine.timeouts import StepAlarm, step_deadline
 from flowd.errors import DocumentError, FlowdError, StepError, StepTimeoutError
 from flowd.flows.formats import ProcessFilesSettings
@@ -43,7 +43,7 @@ from flowd.flows.specs import (
 from flowd.fsutil import display_name
 
 
-class TaskState(str, Enum):
+class TaskState(StrEnum):
     DONE = "DONE"  # every step ran (records may still be FILTERED/UNROUTED)
     FAILED = "FAILED"
     CHECKPOINT = "CHECKPOINT"  # waits after a checkpoint (failed validation, or a barrier)
@@ -144,7 +144,9 @@ class TaskRunner:
         except (DocumentError, StepError) as exc:
             progress = TaskProgress(task, TaskState.FAILED, error=exc.message)
         except FlowdError as exc:
-            progress = TaskProgress(task, TaskState.FAILED, error=f"{display_name(task.file)}: {exc}")
+            progress = TaskProgress(
+                task, TaskState.FAILED, error=f"{display_name(task.file)}: {exc}"
+            )
         except MemoryError:
             progress = TaskProgress(
                 task, TaskState.FAILED, error=f"{display_name(task.file)}: out of memory"
@@ -179,7 +181,9 @@ class TaskRunner:
             doc, records = self._run_step(task, entry, doc, records)
             pos += 1
             if self.project.metaflow is not None and pos == 2:
-                route = self.project.metaflow.route(records[0].class_label or "") if records else None
+                route = (
+                    self.project.metaflow.route(records[0].class_label or "") if records else None
+                )
                 if route is None:
                     records = [replace(r, status=RecordStatus.UNROUTED) for r in records]
                     self.store.save_records(entry.folder, task.file, entry.step.kind, records)
@@ -243,7 +247,9 @@ class TaskRunner:
             classified = self.store.load_records(plan[1].folder, task.file, doc)
             if classified is None:
                 return plan, 1, doc, document_records(display_name(task.file), doc), None
-            route = self.project.metaflow.route(classified[0].class_label or "") if classified else None
+            route = (
+                self.project.metaflow.route(classified[0].class_label or "") if classified else None
+            )
             if route is None:
                 return plan, 2, doc, classified, None
             plan = self.plan(task, route)
@@ -318,7 +324,9 @@ class TaskRunner:
         )
 
     # -- reduce ----------------------------------------------------------------------------
-    def reduce(self, tasks: list[Task], position: int, route: str | None = None) -> list[TaskProgress]:
+    def reduce(
+        self, tasks: list[Task], position: int, route: str | None = None
+    ) -> list[TaskProgress]:
         """Run the reduce UDF at ``position`` over the records of ``tasks`` (all of one flow) and
         store each task's share. Returns a FAILED progress per task if the UDF fails, else []."""
         plan = self.plan(tasks[0], route)
@@ -340,14 +348,17 @@ class TaskRunner:
         except StepAlarm:
             assert self.ctx.step_timeout_s is not None
             error = StepTimeoutError(entry.step.kind, "(all files)", self.ctx.step_timeout_s)
-            return [TaskProgress(t, TaskState.FAILED, error=error.message, transient=True) for t in tasks]
+            return [
+                TaskProgress(t, TaskState.FAILED, error=error.message, transient=True)
+                for t in tasks
+            ]
         except StepError as exc:
             return [TaskProgress(t, TaskState.FAILED, error=exc.message) for t in tasks]
         shares: dict[str, list[Record]] = {t.file: [] for t in owner.values()}
         for rec in out:
-            task = owner.get(rec.file_name)
-            if task is not None:
-                shares[task.file].append(rec)
+            found = owner.get(rec.file_name)
+            if found is not None:
+                shares[found.file].append(rec)
         for file, share in shares.items():
             share.sort(key=lambda r: r.record_index)
             self.store.save_records(entry.folder, file, entry.step.kind, share)

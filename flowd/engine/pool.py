@@ -10,6 +10,7 @@ small chunks, two in flight per worker, so workers never wait for the parent.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
 import signal
@@ -84,7 +85,7 @@ class WorkerPool:
         self.factory = factory
         self.size = max(1, size)
         self.hard_timeout_s = hard_timeout_s
-        self._mp = mp.get_context(start_method or default_start_method())
+        self._mp: Any = mp.get_context(start_method or default_start_method())
         self._workers: list[_Worker] = [self._spawn() for _ in range(self.size)]
         self._next_id = 0
 
@@ -124,7 +125,9 @@ class WorkerPool:
                     # Drain what it sent before it died.
                     yield from self._drain(w)
                     code = w.process.exitcode
-                    dead.append((w, f"worker process died (exit code {code}) while processing it", True))
+                    dead.append(
+                        (w, f"worker process died (exit code {code}) while processing it", True)
+                    )
                     continue
                 w = by_conn[id(item)]
                 try:
@@ -137,8 +140,12 @@ class WorkerPool:
                 for w in self._workers:
                     if w.held and now - w.last_heard > self.hard_timeout_s:
                         dead.append(
-                            (w, f"timed out: no step finished within {self.hard_timeout_s:g} s "
-                             "(worker killed)", True)
+                            (
+                                w,
+                                f"timed out: no step finished within {self.hard_timeout_s:g} s "
+                                "(worker killed)",
+                                True,
+                            )
                         )
             for w, message, transient in {id(d[0]): d for d in dead}.values():
                 if not w.held:
@@ -178,10 +185,8 @@ class WorkerPool:
 
     def close(self) -> None:
         for w in self._workers:
-            try:
+            with contextlib.suppress(BrokenPipeError, OSError):
                 w.conn.send(None)
-            except (BrokenPipeError, OSError):
-                pass
         deadline = time.monotonic() + 5
         for w in self._workers:
             w.process.join(timeout=max(0.0, deadline - time.monotonic()))

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 
-class RecordStatus(str, Enum):
+class RecordStatus(StrEnum):
     """Where a record stands. Only ``OK`` records are worked on by later steps."""
 
     OK = "OK"
@@ -80,7 +80,9 @@ class Record:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], file_name: str, text: str, page_count: int) -> Record:
+    def from_dict(
+        cls, data: Mapping[str, Any], file_name: str, text: str, page_count: int
+    ) -> Record:
         return cls(
             file_name=file_name,
             record_index=int(data["record_index"]),

@@ -122,7 +122,12 @@ def _output_root(input_dir: Path, settings: RunSettings, run_id: str) -> Path:
 
 def _empty_folder(folder: Path, input_dir: Path) -> None:
     real, real_in = folder.resolve(), input_dir.resolve()
-    if real == real_in or real in real_in.parents or real == Path(real.anchor) or real == Path.home():
+    if (
+        real == real_in
+        or real in real_in.parents
+        or real == Path(real.anchor)
+        or real == Path.home()
+    ):
         raise RunSettingsError(
             f"delete_out_dir refused: {folder} holds the input folder (or is / or home); "
             "choose another output_dir"
@@ -186,7 +191,9 @@ class FolderRunnerFactory:
 ExecutorFactory = Callable[[FolderRunnerFactory, int, float | None], Executor]
 
 
-def pool_executor(factory: FolderRunnerFactory, workers: int, hard_timeout_s: float | None) -> Executor:
+def pool_executor(
+    factory: FolderRunnerFactory, workers: int, hard_timeout_s: float | None
+) -> Executor:
     if workers == 1:
         return InlineExecutor(factory())
     return WorkerPool(factory, workers, hard_timeout_s)
@@ -236,12 +243,16 @@ def start_run(
         "started_at": _now(),
         "settings": settings.to_dict(),
         "tasks": [{"file": display_name(t.file), "raw": t.file, "flow": t.flow} for t in tasks],
-        "rejected": [{"file": display_name(r.file), "reason": r.reason, "flow": r.flow} for r in rejected],
+        "rejected": [
+            {"file": display_name(r.file), "reason": r.reason, "flow": r.flow} for r in rejected
+        ],
     }
     write_batch(output_root, batch)
     if on_start is not None:
         on_start(len(tasks))
-    return _execute(binary, ctx, settings.workers, tasks, rejected, batch, True, on_progress, executor_factory)
+    return _execute(
+        binary, ctx, settings.workers, tasks, rejected, batch, True, on_progress, executor_factory
+    )
 
 
 def _context(
@@ -318,13 +329,19 @@ def _finish(
     flows_type = binary.project.binary_type.value == "Flows"
     results = [_file_result(t, latest.get(t.key), flows_type) for t in tasks]
     results += [
-        FileResult(display_name(r.file), "FAILED", error=f"{display_name(r.file)}: {r.reason}", flow=r.flow)
+        FileResult(
+            display_name(r.file), "FAILED", error=f"{display_name(r.file)}: {r.reason}", flow=r.flow
+        )
         for r in rejected
     ]
     stopped = any(r.status == "STOPPED_AT_CHECKPOINT" for r in results)
     failed = any(r.status in ("FAILED", "PENDING") for r in results)
     status = (
-        RunStatus.STOPPED_AT_CHECKPOINT if stopped else RunStatus.FAILED if failed else RunStatus.COMPLETE
+        RunStatus.STOPPED_AT_CHECKPOINT
+        if stopped
+        else RunStatus.FAILED
+        if failed
+        else RunStatus.COMPLETE
     )
     num_records = sum(len(r.records) for r in results)
     summary = {
@@ -353,7 +370,13 @@ def _finish(
     )
     write_batch(ctx.output_root, batch)
     return RunOutcome(
-        ctx.job_id, ctx.run_id, ctx.output_root, status, bool(batch["can_resume"]), tuple(results), summary
+        ctx.job_id,
+        ctx.run_id,
+        ctx.output_root,
+        status,
+        bool(batch["can_resume"]),
+        tuple(results),
+        summary,
     )
 
 
@@ -370,7 +393,9 @@ def resume_run(
     try:
         batch = read_batch(output_folder)
     except FileNotFoundError:
-        raise ResumeError(f"{output_folder} is not a flowd run folder (no batch.ibflowresults)") from None
+        raise ResumeError(
+            f"{output_folder} is not a flowd run folder (no batch.ibflowresults)"
+        ) from None
     except ValueError as exc:
         raise ResumeError(f"{output_folder}/batch.ibflowresults is unreadable: {exc}") from None
     if batch.get("status") == RunStatus.COMPLETE:
@@ -388,7 +413,12 @@ def resume_run(
     )
     schema = check_runtime_config(settings.runtime_config, binary)
     ctx = _context(
-        batch["job_id"], batch["run_id"], output_folder.absolute(), Path(batch["input_dir"]), settings, schema
+        batch["job_id"],
+        batch["run_id"],
+        output_folder.absolute(),
+        Path(batch["input_dir"]),
+        settings,
+        schema,
     )
     tasks = [Task(t["raw"], t.get("flow")) for t in batch["tasks"]]
     rejected = [Rejected(r["file"], r["reason"], r.get("flow")) for r in batch.get("rejected", [])]
@@ -396,7 +426,9 @@ def resume_run(
     write_batch(output_folder, batch)
     if on_start is not None:
         on_start(len(tasks))
-    return _execute(binary, ctx, workers, tasks, rejected, batch, False, on_progress, executor_factory)
+    return _execute(
+        binary, ctx, workers, tasks, rejected, batch, False, on_progress, executor_factory
+    )
 
 
 def _binary_for(folder: Path, batch: dict[str, Any]) -> CompiledBinary:
@@ -412,4 +444,6 @@ def _binary_for(folder: Path, batch: dict[str, Any]) -> CompiledBinary:
                     "start a new run instead"
                 )
             return binary
-    raise ResumeError(f"the run's binary is gone: neither {folder / original.name} nor {original} exists")
+    raise ResumeError(
+        f"the run's binary is gone: neither {folder / original.name} nor {original} exists"
+    )

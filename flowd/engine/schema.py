@@ -35,7 +35,9 @@ class SchemaChange:
             except ValueError as exc:
                 raise RunSettingsError(f"modify_output_schema is not valid JSON: {exc}") from None
         if not isinstance(raw, dict):
-            raise RunSettingsError("modify_output_schema must be a JSON object (or a string of one)")
+            raise RunSettingsError(
+                "modify_output_schema must be a JSON object (or a string of one)"
+            )
         unknown = sorted(set(raw) - _KEYS)
         if unknown:
             raise RunSettingsError(

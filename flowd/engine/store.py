@@ -43,7 +43,9 @@ def _message(key: str, step: str, records: list[Record]) -> dict[str, Any]:
 
 def _records(data: Any, key: str, doc: Document) -> list[Record]:
     return [
-        Record.from_dict(r, display_name(key), text_of(doc, tuple(r.get("pages", ()))), doc.page_count)
+        Record.from_dict(
+            r, display_name(key), text_of(doc, tuple(r.get("pages", ()))), doc.page_count
+        )
         for r in data["records"]
     ]
 

@@ -109,7 +109,9 @@ class CompiledBinary:
         try:
             zf = zipfile.ZipFile(io.BytesIO(data))
         except zipfile.BadZipFile:
-            raise BinaryError(name, "not a flowd binary (not a zip archive, or truncated)") from None
+            raise BinaryError(
+                name, "not a flowd binary (not a zip archive, or truncated)"
+            ) from None
         with zf:
             try:
                 entries = {i.filename: zf.read(i) for i in zf.infolist()}
@@ -123,7 +125,9 @@ class CompiledBinary:
         try:
             manifest = json.loads(raw_manifest)
         except ValueError:
-            raise BinaryError(name, "manifest.json is not valid JSON (the binary was altered)") from None
+            raise BinaryError(
+                name, "manifest.json is not valid JSON (the binary was altered)"
+            ) from None
         if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
             raise BinaryError(name, "manifest.json does not describe an ibflowbin")
         if manifest.get("format_version") != FORMAT_VERSION:
@@ -151,7 +155,9 @@ def _verify(name: str, manifest: dict[str, Any], entries: dict[str, bytes]) -> N
     if not isinstance(settings, dict) or content_hash(settings, listed) != manifest.get(
         "content_sha256"
     ):
-        raise BinaryError(name, "content_sha256 does not match the entries (the binary was altered)")
+        raise BinaryError(
+            name, "content_sha256 does not match the entries (the binary was altered)"
+        )
 
 
 def load_binary(path: Path) -> CompiledBinary:

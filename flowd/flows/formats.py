@@ -147,7 +147,9 @@ class ClassifierRule(_Strict):
 
     @model_validator(mode="after")
     def _exactly_one(self) -> ClassifierRule:
-        kinds = [k for k in ("contains", "regex", "formula", "filename") if getattr(self, k) is not None]
+        kinds = [
+            k for k in ("contains", "regex", "formula", "filename") if getattr(self, k) is not None
+        ]
         if len(kinds) != 1:
             raise ValueError(
                 "a rule needs exactly one of contains, regex, formula, filename"

@@ -59,7 +59,9 @@ class JsonSource:
         try:
             text = raw.decode("utf-8-sig")
         except UnicodeDecodeError as exc:
-            raise JsonSyntaxError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", 1, 1) from exc
+            raise JsonSyntaxError(
+                f"not UTF-8 text ({exc.reason} at byte {exc.start})", 1, 1
+            ) from exc
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
@@ -93,18 +95,19 @@ class JsonSource:
         node: Any = self.data
         real: list[str | int] = []
         for i, part in enumerate(path):
-            if isinstance(node, dict) and isinstance(part, str) and part in node:
-                node = node[part]
-                real.append(part)
-            elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
-                node = node[part]
+            in_dict = isinstance(node, dict) and isinstance(part, str) and part in node
+            in_list = isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+            if in_dict or in_list:
+                node = node[part]  # type: ignore[index]
                 real.append(part)
             elif isinstance(node, dict) and isinstance(part, str) and i == len(path) - 1:
                 real.append(part)  # an absent last key: the caller may want its parent
             # anything else is a union tag that pydantic added: skip it
         return tuple(real)
 
-    def problem(self, path: Path, message: str, *, key: bool = False, offset: tuple[int, int] | None = None) -> Problem:
+    def problem(
+        self, path: Path, message: str, *, key: bool = False, offset: tuple[int, int] | None = None
+    ) -> Problem:
         """A :class:`Problem` located at ``path``; ``offset`` (line, col inside a string value) refines it."""
         line, col = self.position(path, key=key)
         if offset is not None:

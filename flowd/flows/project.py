@@ -169,7 +169,9 @@ class _Loader:
             for ri, rule in enumerate(cls.rules):
                 at: Path = ("classes", ci, "rules", ri)
                 if rule.contains is not None:
-                    rules.append(RuleSpec(rule.weight, contains=tuple(w.lower() for w in rule.contains)))
+                    rules.append(
+                        RuleSpec(rule.weight, contains=tuple(w.lower() for w in rule.contains))
+                    )
                 elif rule.regex is not None:
                     try:
                         pattern = regex.compile(rule.regex, regex.MULTILINE)
@@ -210,7 +212,9 @@ class _Loader:
                 rules.append(ValidationSpec(rule.field, formula, rule.message))
         return CheckpointSpec(relpath, tuple(rules), straight) if ok else None
 
-    def udf(self, source: JsonSource, at: Path, relpath: str, st: fm.ApplyUdfSettings) -> UdfSpec | None:
+    def udf(
+        self, source: JsonSource, at: Path, relpath: str, st: fm.ApplyUdfSettings
+    ) -> UdfSpec | None:
         module = self._udf_modules.get(relpath)
         if relpath not in self._udf_modules:
             module = self._import_udf(source, at, relpath)
@@ -323,7 +327,9 @@ def import_udf(relpath: str, code: bytes, problems: list[Problem]) -> types.Modu
         problems.append(Problem(relpath, 1, 1, "UDF script is not UTF-8 text"))
         return None
     except SyntaxError as exc:
-        problems.append(Problem(relpath, exc.lineno or 1, exc.offset or 1, f"syntax error: {exc.msg}"))
+        problems.append(
+            Problem(relpath, exc.lineno or 1, exc.offset or 1, f"syntax error: {exc.msg}")
+        )
         return None
     linecache.cache[filename] = (len(text), None, text.splitlines(True), filename)
     module = types.ModuleType("flowd_udf_" + posixpath.splitext(relpath)[0].replace("/", "_"))
@@ -356,9 +362,11 @@ def _describe(err: Any, loc: Path, source: JsonSource) -> str:
     if kind == "missing":
         return f"missing required key {str(loc[-1])!r}"
     if kind == "union_tag_invalid":
-        return f"{where}: unknown step kind {err.get('input', {}).get('step')!r}" if isinstance(
-            err.get("input"), dict
-        ) else f"{where}: {err['msg']}"
+        return (
+            f"{where}: unknown step kind {err.get('input', {}).get('step')!r}"
+            if isinstance(err.get("input"), dict)
+            else f"{where}: {err['msg']}"
+        )
     if kind == "literal_error" and loc and loc[-1] == "version":
         return f"unsupported version {err.get('input')!r} (this flowd reads version 1)"
     msg = str(err["msg"])
@@ -450,15 +458,13 @@ def _load_metaflow(
         if stem:
             routes.append((label, stem))
     unmatched = None if model.unmatched == "skip" else target(model.unmatched, ("unmatched",))
-    for stem, path in sorted(wanted.items()):
+    for _stem, path in sorted(wanted.items()):
         flow = loader.flow(path)
         if flow:
             flows.append(flow)
     if loader.problems:
         return None
     return MetaflowSpec(meta_path, classifier, tuple(routes), unmatched, model.process_files)
-
-
 
 
 __all__ = ["CompileSettings", "import_udf", "load_project"]

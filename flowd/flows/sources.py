@@ -37,7 +37,9 @@ def join_relative(base_file: str, ref: str) -> str:
     """
     if ref.startswith("/") or ref.startswith("\\") or (len(ref) > 1 and ref[1] == ":"):
         raise ProjectPathError(f"{ref!r} is absolute; paths must be relative to the project")
-    joined = posixpath.normpath(posixpath.join(posixpath.dirname(base_file), ref.replace("\\", "/")))
+    joined = posixpath.normpath(
+        posixpath.join(posixpath.dirname(base_file), ref.replace("\\", "/"))
+    )
     if joined == ".." or joined.startswith("../"):
         raise ProjectPathError(f"{ref!r} leaves the project root")
     return joined
@@ -52,7 +54,9 @@ class DirectoryReader:
     def _path(self, relpath: str) -> Path:
         path = (self.root / relpath).resolve()
         if path != self.root and self.root not in path.parents:
-            raise ProjectPathError(f"{relpath!r} leads outside the project root (through a symlink)")
+            raise ProjectPathError(
+                f"{relpath!r} leads outside the project root (through a symlink)"
+            )
         return path
 
     def read(self, relpath: str) -> bytes:

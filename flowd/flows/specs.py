@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 import regex
@@ -18,7 +18,7 @@ from flowd.flows.formats import ProcessFilesSettings
 from flowd.flows.formula import Formula
 
 
-class BinaryType(str, Enum):
+class BinaryType(StrEnum):
     SINGLE_FLOW = "Single Flow"
     METAFLOW = "Metaflow"
     FLOWS = "Flows"
@@ -100,7 +100,9 @@ class CheckpointSpec:
     straight_through: bool
 
 
-StepPayload = ProcessFilesSettings | str | ClassifierStepSpec | RefinerSpec | UdfSpec | CheckpointSpec
+StepPayload = (
+    ProcessFilesSettings | str | ClassifierStepSpec | RefinerSpec | UdfSpec | CheckpointSpec
+)
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ def normalize(record, context):
     text = record["text"]
     fields = record["fields"]
     for name, marks, currency in VENDORS:
-        if any(mark.lower() in text.lower() for mark in marks):
+        if any(mark in text for mark in marks):
             fields["issuer"] = name
             if not fields.get("currency"):
                 fields["currency"] = currency

@@ -59,7 +59,7 @@ _TRANSPOSE = {
 Matrix = tuple[float, float, float, float, float, float]
 _IDENTITY: Matrix = (1.0, 0.0, 0.0, 1.0, 0.0, 0.0)
 
-_cache: OrderedDict[tuple[bytes, str, int], list[OcrWord]] = OrderedDict()
+_cache: OrderedDict[tuple[bytes, tuple[int, int], str, int], list[OcrWord]] = OrderedDict()
 
 
 class Picture(NamedTuple):
@@ -77,10 +77,7 @@ def ocr_page(page: pdfium.PdfPage, frame: PageFrame, *, file_name: str, lang: st
         bitmap = page.render(scale=scale)
     except pdfium.PdfiumError as exc:
         raise DocumentError(file_name, f"page cannot be rendered for OCR: {exc}") from exc
-    try:
-        picture = grey(bitmap.to_pil())
-    finally:
-        bitmap.close()
+    picture = grey(bitmap.to_pil())  # a copy: the bitmap's buffer is freed with the last reference
     words = recognize(picture, file_name=file_name, lang=lang, dpi=72.0 * scale)
     return page_boxes(words, frame.width / picture.width, 0.0, 0.0)
 
@@ -225,11 +222,7 @@ def _render_picture(
         pdfium_c.FPDFPageObj_SetMatrix(handle, original)
     if not raw:
         return None
-    bitmap = pdfium.PdfBitmap.from_raw(raw)
-    try:
-        image = grey(bitmap.to_pil())
-    finally:
-        bitmap.close()
+    image = grey(pdfium.PdfBitmap.from_raw(raw).to_pil())  # a copy; the bitmap is freed with it
     if rotation in _TRANSPOSE:
         image = image.transpose(_TRANSPOSE[rotation])
     return image
@@ -239,7 +232,7 @@ def _recognize_cached(
     image: Image.Image, *, file_name: str, lang: str, scan: bool
 ) -> list[OcrWord]:
     psm = 3 if scan else PICTURE_PSM
-    key = (hashlib.blake2b(image.tobytes(), digest_size=16).digest() + bytes(image.size), lang, psm)
+    key = (hashlib.blake2b(image.tobytes(), digest_size=16).digest(), image.size, lang, psm)
     words = _cache.get(key)
     if words is None:
         words = recognize(image, file_name=file_name, lang=lang, dpi=RENDER_DPI, psm=psm)

@@ -38,7 +38,9 @@ def failures(spec: CheckpointSpec, rec: Record, runtime_config: Mapping[str, Any
     return out
 
 
-def validate(spec: CheckpointSpec, records: list[Record], runtime_config: Mapping[str, Any]) -> list[Record]:
+def validate(
+    spec: CheckpointSpec, records: list[Record], runtime_config: Mapping[str, Any]
+) -> list[Record]:
     """Each OK or waiting record re-checked: ``OK`` when it passes, else ``STOPPED_AT_CHECKPOINT``."""
     out: list[Record] = []
     for rec in records:

@@ -6,11 +6,12 @@ import fnmatch
 import posixpath
 from dataclasses import replace
 
-
 from flowd.engine.records import Record, RecordStatus
 from flowd.errors import FormulaRuntimeError
-from flowd.flows.formula import REGEX_TIMEOUT_S, Scope
+from flowd.flows.formula import Scope
 from flowd.flows.specs import ClassifierSpec, ClassifierStepSpec, RuleSpec
+
+RULE_REGEX_TIMEOUT_S = 1.0  # a catastrophic rule pattern counts as "no match", it never hangs
 
 
 def _matches(rule: RuleSpec, text: str, lowered: str, scope: Scope) -> bool:
@@ -18,7 +19,7 @@ def _matches(rule: RuleSpec, text: str, lowered: str, scope: Scope) -> bool:
         return any(word in lowered for word in rule.contains)
     if rule.pattern is not None:
         try:
-            return rule.pattern.search(text, timeout=REGEX_TIMEOUT_S) is not None
+            return rule.pattern.search(text, timeout=RULE_REGEX_TIMEOUT_S) is not None
         except TimeoutError:
             return False
     if rule.formula is not None:
@@ -31,7 +32,9 @@ def _matches(rule: RuleSpec, text: str, lowered: str, scope: Scope) -> bool:
     return False
 
 
-def classify(spec: ClassifierSpec, record: Record, runtime_config: dict[str, object]) -> tuple[str, float]:
+def classify(
+    spec: ClassifierSpec, record: Record, runtime_config: dict[str, object]
+) -> tuple[str, float]:
     """The winning class label and its score for one record (ties go to the earlier class)."""
     scope = Scope(
         text=record.text,

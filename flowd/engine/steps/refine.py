@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, NoReturn
 
 from flowd.engine.records import FieldValue, Record, RecordStatus, merge_fields
 from flowd.errors import FormulaRuntimeError
@@ -86,7 +86,7 @@ def _to_dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else _fail(value, "DICT")
 
 
-def _fail(value: Any, type_name: str) -> Any:
+def _fail(value: Any, type_name: str) -> NoReturn:
     raise CoercionError(f"cannot make {type_name} of {value!r}")
 
 

@@ -32,7 +32,9 @@ def record_to_dict(rec: Record) -> dict[str, Any]:
 
 def record_from_dict(original: Record, data: Any, where: str) -> Record:
     if not isinstance(data, dict) or not isinstance(data.get("fields"), dict):
-        raise ValueError(f"{where} must return a record dict with a 'fields' dict, got {type(data).__name__}")
+        raise ValueError(
+            f"{where} must return a record dict with a 'fields' dict, got {type(data).__name__}"
+        )
     types = {f.key: f.field_type for f in original.fields}
     old = original.field_map()
     changed = [
@@ -97,7 +99,11 @@ def apply_reduce_udf(spec: UdfSpec, records: list[Record], env: StepEnv) -> list
             raise ValueError(f"must return a list of records, got {type(result).__name__}")
         changed: list[Record] = []
         for item in result:
-            key = (item.get("file_name"), item.get("record_index")) if isinstance(item, dict) else None
+            key = (
+                (item.get("file_name"), item.get("record_index"))
+                if isinstance(item, dict)
+                else None
+            )
             if key not in by_key:
                 raise ValueError(f"returned a record that was not given to it: {key!r}")
             changed.append(record_from_dict(by_key[key], item, f"{spec.path}:{spec.function_name}"))  # type: ignore[index]
