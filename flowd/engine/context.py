@@ -85,11 +85,14 @@ class UdfLogger:
         self._step = step
         self._log = structlog.get_logger("flowd.udf")
 
+    _RESERVED = frozenset({"event", "level", "file", "step", "msg", "ts", "log_prefix"})
+
     def _emit(self, level: str, msg: str, kw: dict[str, Any]) -> None:
-        self._timeline.write(
-            "udf_log", level=level, file=self._file, step=self._step, msg=msg, **kw
-        )
-        getattr(self._log, level)("udf_log", file=self._file, step=self._step, msg=msg, **kw)
+        # The UDF's own keys never overwrite ours: a clash gets a ``udf_`` prefix.
+        extra = {(f"udf_{k}" if k in self._RESERVED else k): v for k, v in kw.items()}
+        fields = {"file": self._file, "step": self._step, "msg": msg, **extra}
+        self._timeline.write("udf_log", level=level, **fields)
+        getattr(self._log, level)("udf_log", **fields)
 
     def debug(self, msg: str, **kw: Any) -> None:
         self._emit("debug", msg, kw)

@@ -46,9 +46,14 @@ MAX_COLUMNS = 400
 
 MAX_BLANK_LINES = 2
 
+PHRASE_COLUMNS = 1.3
+"""Words closer than this many grid columns are one phrase. A word space is about half a column
+in PDF boxes (which include the glyphs' side bearings) but nearly a whole one between the ink-tight
+boxes of OCR; gaps between columns of a form or table are two columns and more."""
+
 PHRASE_GAP = 0.5
-"""Words closer than one grid column, or than this share of their height, are one phrase: a large
-title's word spaces are wider than the body text's columns but must not split the title apart."""
+"""Words closer than this share of their height are one phrase too: a large title's word spaces
+are wider than the body text's columns but must not split the title apart."""
 
 
 def layout_page(boxes: Sequence[Box]) -> tuple[str, tuple[Word, ...]]:
@@ -98,8 +103,9 @@ def _group_lines(boxes: Sequence[Box]) -> list[tuple[float, float, list[Box]]]:
         height = bottom - top
         for j in range(len(lines) - 1, max(-1, len(lines) - 1 - LOOKBACK_LINES), -1):
             l_top, l_bottom, members = lines[j]
-            overlap = min(bottom, l_bottom) - max(top, l_top)
-            smaller = min(height, l_bottom - l_top)
+            # min() and max() spelled out: this loop runs for every word of every PDF page
+            overlap = (bottom if bottom < l_bottom else l_bottom) - (top if top > l_top else l_top)
+            smaller = height if height < l_bottom - l_top else l_bottom - l_top
             if overlap >= 0 and overlap >= MIN_OVERLAP * smaller:
                 members.append(box)
                 if overlap < SURE_OVERLAP * smaller:
@@ -137,7 +143,7 @@ def _render_line(members: list[Box], left: float, char_w: float, words: list[Wor
             gap = x0 - prev[3]
             if text == prev[0] and abs(x0 - prev[1]) < 0.2 * char_w + 0.5:
                 continue  # the same word painted twice, slightly offset ("fake bold")
-            if gap < char_w or gap < PHRASE_GAP * max(y1 - y0, prev[4] - prev[2]):
+            if gap < PHRASE_COLUMNS * char_w or gap < PHRASE_GAP * max(y1 - y0, prev[4] - prev[2]):
                 parts.append(" ")
                 cursor += 1
             else:

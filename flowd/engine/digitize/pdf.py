@@ -14,6 +14,8 @@ Damaged, encrypted and empty PDFs are :class:`~flowd.errors.DocumentError` with 
 
 from __future__ import annotations
 
+import re
+
 import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
 
@@ -34,6 +36,10 @@ _OPEN_ERRORS = {
 }
 
 
+_EMPTY_PAGE_TREE = re.compile(rb"/Count\s*0\b")
+_PAGE_OBJECT = re.compile(rb"/Type\s*/Page(?!s)")
+
+
 def read_pdf(file_name: str, data: bytes, settings: DigitizeSettings) -> tuple[Page, ...]:
     """Digitize every page of the PDF in ``data``."""
     pdf = open_pdf(file_name, data)
@@ -52,8 +58,24 @@ def open_pdf(file_name: str, data: bytes) -> pdfium.PdfDocument:
     try:
         return pdfium.PdfDocument(data)
     except pdfium.PdfiumError as exc:
-        cause = _OPEN_ERRORS.get(exc.err_code or 0, f"not a valid PDF: {exc}")
-        raise DocumentError(file_name, cause) from exc
+        raise DocumentError(file_name, _open_failure(data, exc.err_code or 0)) from exc
+
+
+def _open_failure(data: bytes, code: int) -> str:
+    """Why PDFium could not open ``data``, in words.
+
+    PDFium's last-error code is per thread and some failures leave it untouched, so a code can be
+    stale — left by an earlier file (seen: an empty page tree reported as "password protected"
+    after an encrypted file). Claims about encryption are therefore checked against the bytes.
+    """
+    encrypted = b"/Encrypt" in data
+    if code in (pdfium_c.FPDF_ERR_PASSWORD, pdfium_c.FPDF_ERR_SECURITY) and encrypted:
+        return _OPEN_ERRORS[code]
+    if not encrypted and _EMPTY_PAGE_TREE.search(data) and not _PAGE_OBJECT.search(data):
+        return "PDF has no pages"
+    if code in (pdfium_c.FPDF_ERR_FORMAT, pdfium_c.FPDF_ERR_FILE):
+        return _OPEN_ERRORS[code]
+    return _OPEN_ERRORS[pdfium_c.FPDF_ERR_FORMAT]
 
 
 class _PageReader:
@@ -85,6 +107,8 @@ class _PageReader:
         left, bottom, right, top = page.get_bbox()
         frame = PageFrame(left, bottom, right, top, page.get_rotation() % 360)
         policy = self.settings.ocr
+        if pdfium_c.FPDFPage_CountObjects(page.raw) == 0:  # a blank page: nothing to read or OCR
+            return _page(number, frame, [], 0, ocr=False)
         if policy == "always":
             boxes = ocr_page(page, frame, file_name=self.file_name, lang=self.lang())
             return _page(number, frame, boxes, 0, ocr=True)

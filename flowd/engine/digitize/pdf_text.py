@@ -77,23 +77,28 @@ def text_layer(textpage: Any, frame: PageFrame) -> TextLayer:
             text = text.translate(_LIGATURES)
         get_box(textpage, start, rect_ref)
         x0, y0, x1, y1 = to_display(rect.left, rect.bottom, rect.right, rect.top)
+        height = y1 - y0
+        if height < 0.01:  # a font without ascent/descent metrics (some Type 3 fonts)
+            height = pdfium_c.FPDFText_GetFontSize(textpage, start) or 10.0
+            y0 = y1 - height
         if end - start > 1:
             get_box(textpage, end - 1, rect_ref)
             u0, v0, u1, v1 = to_display(rect.left, rect.bottom, rect.right, rect.top)
-            height = y1 - y0
             if (
                 u0 < x0 - 0.25 * height  # steps backwards
                 or abs(v1 - y1) > 0.3 * height  # ends on another baseline: superscript, vertical
                 or u1 - x0 > 1.2 * height * (end - start)  # glyphs spread out without a blank
             ):
-                boxes.extend(_measured_run(textpage, start, end, text, to_display, weight))
+                for word in _measured_run(textpage, start, end, text, to_display, weight):
+                    if frame.contains(word[1], word[2], word[3], word[4]):
+                        boxes.append(word)
                 continue
             weight[0] += end - start
             x1 = u1
-            y0 = min(y0, v0)
-            y1 = max(y1, v1)
-        if y1 - y0 <= 0.01:  # a font without ascent/descent metrics: give the word some height
-            y0 -= max(x1 - x0, 1.0) / len(text)
+            if v0 < y0:
+                y0 = v0
+            if v1 > y1:
+                y1 = v1
         if frame.contains(x0, y0, x1, y1):
             boxes.append((text, x0, y0, x1, y1))
 
