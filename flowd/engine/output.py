@@ -94,9 +94,22 @@ def rows_to_csv(rows: list[dict[str, Any]]) -> str:
 
 
 def dump_json(data: Any) -> bytes:
-    return (json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n").encode(
-        "utf-8", "replace"
-    )
+    """Compact JSON with one list item per line: readable and diffable, yet written by the C
+    encoder (``indent`` would switch ``json`` to its pure-Python encoder, ten times slower)."""
+    return (_lines(data) + "\n").encode("utf-8", "replace")
+
+
+def _lines(data: Any) -> str:
+    if isinstance(data, list):
+        return "[\n" + ",\n".join(_compact(item) for item in data) + "\n]" if data else "[]"
+    if isinstance(data, dict):
+        inner = ",\n".join(f"{_compact(k)}: {_lines(v)}" for k, v in data.items())
+        return "{\n" + inner + "\n}"
+    return _compact(data)
+
+
+def _compact(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, default=str)
 
 
 def write_results(folder: Path, results: list[FileResult]) -> None:

@@ -170,7 +170,9 @@ class TaskRunner:
         if not fresh:
             plan, pos, doc, records, route = self._resume(task)
             if pos > 0 and isinstance(plan[pos - 1].step.payload, CheckpointSpec):
-                stop = self._recheck(task, plan[pos - 1], pos, records, doc, release)
+                stop = self._recheck(
+                    task, plan[pos - 1], pos, records, doc, release or pos == len(plan)
+                )
                 if stop is not None:
                     return replace(stop, route=route)
         while pos < len(plan):
@@ -189,10 +191,12 @@ class TaskRunner:
                     self.store.save_records(entry.folder, task.file, entry.step.kind, records)
                     break
                 plan = self.plan(task, route)
-            if isinstance(payload, CheckpointSpec) and (
-                waiting(records) or not payload.straight_through
-            ):
-                return self._at_checkpoint(task, pos, records, doc, route)
+            if isinstance(payload, CheckpointSpec):
+                # A barrier holds passing records only when steps follow; after the last step
+                # they are simply done.
+                holds = not payload.straight_through and pos < len(plan)
+                if waiting(records) or holds:
+                    return self._at_checkpoint(task, pos, records, doc, route)
         return TaskProgress(
             task,
             TaskState.DONE,

@@ -26,16 +26,25 @@ def _on_alarm(signum: int, frame: FrameType | None) -> None:
     raise StepAlarm()
 
 
+_installed = False
+
+
 @contextmanager
 def step_deadline(timeout_s: float | None) -> Iterator[None]:
-    """Interrupt the body with :class:`StepAlarm` after ``timeout_s`` seconds (``None`` = never)."""
+    """Interrupt the body with :class:`StepAlarm` after ``timeout_s`` seconds (``None`` = never).
+
+    The handler is installed once per process (on first use); each step then costs two
+    ``setitimer`` calls.
+    """
+    global _installed
     if not timeout_s or timeout_s <= 0 or threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGALRM, _on_alarm)
+    if not _installed:
+        signal.signal(signal.SIGALRM, _on_alarm)
+        _installed = True
     signal.setitimer(signal.ITIMER_REAL, timeout_s)
     try:
         yield
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)

@@ -119,15 +119,6 @@ class StepSpec:
     def folder(self) -> str:
         return f"s{self.number}_{self.kind}"
 
-    @property
-    def is_barrier(self) -> bool:
-        """True when every record of the job must reach this step before any goes on."""
-        if isinstance(self.payload, UdfSpec):
-            return self.payload.kind == "reduce"
-        if isinstance(self.payload, CheckpointSpec):
-            return not self.payload.straight_through
-        return False
-
 
 @dataclass(frozen=True)
 class FlowSpec:

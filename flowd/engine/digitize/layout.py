@@ -8,9 +8,10 @@ Contract of :func:`layout_page`:
 - lines run top to bottom, words left to right;
 - words whose boxes overlap vertically by at least half of the smaller height share a line, so small
   baseline jitter, superscripts and mixed font sizes stay on their line — but a line's band is fixed
-  by the word that opened it, so one tall word cannot chain two lines into one;
-- words closer than about one character (or half their height) are a *phrase* joined by single
-  spaces, so prose stays prose;
+  by the word that opened it, so one tall word cannot chain two lines into one (see
+  :func:`_group_lines`);
+- words closer than about one character, one and a half of the page's usual word spaces, or half
+  their height are a *phrase* joined by single spaces, so prose stays prose;
   every phrase starts at the text column of its left edge on a grid of the page's median character
   width, at least two spaces after the previous phrase. So a label and the value printed to its
   right stay on one line apart by a run of spaces, and a value printed under a label starts in the
@@ -25,6 +26,8 @@ of PDF digitization, so it works on plain tuples and lists, not objects.
 
 from __future__ import annotations
 
+import bisect
+import itertools
 from collections.abc import Sequence
 
 from flowd.engine.document import Word
@@ -38,6 +41,9 @@ MIN_OVERLAP = 0.5
 SURE_OVERLAP = 0.85
 """A box overlapping its line less than this may belong to the next line: it is looked at again."""
 
+SMALL_SHARE = 0.7
+"""Boxes lower than this share of the median height are placed after the lines are formed."""
+
 LOOKBACK_LINES = 6
 """How many of the most recent lines a word may join (words arrive sorted by vertical centre)."""
 
@@ -50,6 +56,12 @@ PHRASE_COLUMNS = 1.3
 """Words closer than this many grid columns are one phrase. A word space is about half a column
 in PDF boxes (which include the glyphs' side bearings) but nearly a whole one between the ink-tight
 boxes of OCR; gaps between columns of a form or table are two columns and more."""
+
+WORD_SPACES = 1.5
+MIN_GAPS = 8
+"""Words closer than this many of the page's usual word spaces are one phrase too. A typewriter
+font's space is a whole advance, so between OCR's ink-tight boxes it measures up to 1.6 columns:
+the threshold follows the page, not only the grid."""
 
 PHRASE_GAP = 0.5
 """Words closer than this share of their height are one phrase too: a large title's word spaces
@@ -65,6 +77,9 @@ def layout_page(boxes: Sequence[Box]) -> tuple[str, tuple[Word, ...]]:
     right = max(b[3] for b in boxes)
     char_w = max(_char_width(boxes), (right - left) / MAX_COLUMNS, 1e-3)
     line_h = _median([ln[1] - ln[0] for ln in lines]) or 1.0
+    for line in lines:
+        line[2].sort(key=_x0)
+    phrase_gap = max(PHRASE_COLUMNS * char_w, WORD_SPACES * _word_space(lines, char_w))
     out: list[str] = []
     words: list[Word] = []
     prev_bottom: float | None = None
@@ -74,9 +89,19 @@ def layout_page(boxes: Sequence[Box]) -> tuple[str, tuple[Word, ...]]:
             if blank > 0:
                 out.extend([""] * min(MAX_BLANK_LINES, blank))
         prev_bottom = bottom
-        members.sort(key=_x0)
-        out.append(_render_line(members, left, char_w, words))
+        out.append(_render_line(members, left, char_w, phrase_gap, words))
     return "\n".join(out), tuple(words)
+
+
+def _word_space(lines: list[tuple[float, float, list[Box]]], char_w: float) -> float:
+    """The page's usual gap between neighbouring words, 0 when there are too few to tell."""
+    gaps: list[float] = []
+    for _, _, members in lines:
+        for before, after in itertools.pairwise(members):
+            gap = after[1] - before[3]
+            if 0 < gap < 3 * char_w:
+                gaps.append(gap)
+    return _median(gaps) if len(gaps) >= MIN_GAPS else 0.0
 
 
 def _x0(box: Box) -> float:
@@ -90,7 +115,26 @@ def _centre2(box: Box) -> float:
 def _group_lines(boxes: Sequence[Box]) -> list[tuple[float, float, list[Box]]]:
     """Group boxes into lines: ``(top, bottom, members)`` ordered top to bottom.
 
-    Boxes join the first recent line they overlap enough, in the order of their vertical centres.
+    Lines are formed from the boxes of ordinary height first; the low ones (superscripts, footnote
+    marks, fine print) then join the line they overlap most. Opening a line, a raised superscript
+    would give it a band that the rest of its line does not fit.
+    """
+    heights = sorted([b[4] - b[2] for b in boxes])
+    low = SMALL_SHARE * heights[len(heights) // 2]
+    main = [b for b in boxes if b[4] - b[2] >= low]
+    lines = _greedy_lines(main)
+    if len(main) < len(boxes):
+        centres = [ln[0] + ln[1] for ln in lines]
+        rest = [b for b in boxes if b[4] - b[2] < low and not _join_best(b, lines, centres)]
+        if rest:
+            lines.extend(_greedy_lines(rest))
+            lines.sort(key=lambda line: line[0] + line[1])
+    return lines
+
+
+def _greedy_lines(boxes: Sequence[Box]) -> list[tuple[float, float, list[Box]]]:
+    """Boxes join the first recent line they overlap enough, in the order of their centres.
+
     A box that joined only narrowly (a bullet from a symbol font with a tall box, centred between
     two lines) is afterwards moved to the neighbouring line it overlaps clearly better, which may
     not have existed yet when it was placed.
@@ -126,13 +170,29 @@ def _group_lines(boxes: Sequence[Box]) -> list[tuple[float, float, list[Box]]]:
     return lines
 
 
+def _join_best(box: Box, lines: list[tuple[float, float, list[Box]]], centres: list[float]) -> bool:
+    """Add a low box to the nearby line it overlaps most (``centres``: the lines' sorted centres)."""
+    at = bisect.bisect_left(centres, box[2] + box[4])
+    best, best_ratio = -1, MIN_OVERLAP
+    for k in range(max(0, at - 2), min(len(lines), at + 2)):
+        ratio = _overlap_ratio(box, lines[k][0], lines[k][1])
+        if ratio >= best_ratio:
+            best, best_ratio = k, ratio
+    if best < 0:
+        return False
+    lines[best][2].append(box)
+    return True
+
+
 def _overlap_ratio(box: Box, top: float, bottom: float) -> float:
     smaller = min(box[4] - box[2], bottom - top)
     overlap = min(box[4], bottom) - max(box[2], top)
     return overlap / smaller if smaller > 0 else 0.0
 
 
-def _render_line(members: list[Box], left: float, char_w: float, words: list[Word]) -> str:
+def _render_line(
+    members: list[Box], left: float, char_w: float, phrase_gap: float, words: list[Word]
+) -> str:
     """One line of text: phrases placed on the character grid; appends the line's words."""
     parts: list[str] = []
     cursor = 0  # length of the text built so far
@@ -143,7 +203,7 @@ def _render_line(members: list[Box], left: float, char_w: float, words: list[Wor
             gap = x0 - prev[3]
             if text == prev[0] and abs(x0 - prev[1]) < 0.2 * char_w + 0.5:
                 continue  # the same word painted twice, slightly offset ("fake bold")
-            if gap < PHRASE_COLUMNS * char_w or gap < PHRASE_GAP * max(y1 - y0, prev[4] - prev[2]):
+            if gap < phrase_gap or gap < PHRASE_GAP * max(y1 - y0, prev[4] - prev[2]):
                 parts.append(" ")
                 cursor += 1
             else:

@@ -26,7 +26,7 @@ from PIL import Image
 
 from flowd.engine.digitize.frame import PageFrame
 from flowd.engine.digitize.layout import Box
-from flowd.engine.digitize.ocr import OcrWord, grey, page_boxes, recognize
+from flowd.engine.digitize.ocr import PAGE_PSM, OcrWord, grey, page_boxes, recognize
 from flowd.errors import DocumentError
 
 RENDER_DPI = 300.0
@@ -39,7 +39,7 @@ MIN_PICTURE_PX = 8
 """Pictures narrower than this many pixels are stretched fills or rules, not text."""
 
 SCAN_SHARE = 0.5
-"""A picture covering this share of the page is a scan, read like a page (segmentation mode 3)."""
+"""A picture covering this share of the page is a scan, read like a page."""
 
 PICTURE_PSM = 11
 MIN_PICTURE_CONF = 60.0
@@ -123,8 +123,8 @@ def ocr_pictures(
 def pictures(page: pdfium.PdfPage, frame: PageFrame) -> list[Picture]:
     """Every image object of the page, also inside form XObjects, with its displayed box."""
     found: list[Picture] = []
-    _walk(page.raw, pdfium_c.FPDFPage_CountObjects, pdfium_c.FPDFPage_GetObject,
-          _IDENTITY, 0, frame, found)  # fmt: skip
+    count, get = pdfium_c.FPDFPage_CountObjects, pdfium_c.FPDFPage_GetObject
+    _walk(page.raw, count, get, _IDENTITY, 0, frame, found)
     return found
 
 
@@ -155,8 +155,8 @@ def _walk(
             if not pdfium_c.FPDFPageObj_GetMatrix(obj, fs):
                 continue
             inner = _compose((fs.a, fs.b, fs.c, fs.d, fs.e, fs.f), matrix)
-            _walk(obj, pdfium_c.FPDFFormObj_CountObjects, pdfium_c.FPDFFormObj_GetObject,
-                  inner, depth + 1, frame, found)  # fmt: skip
+            count_in, get_in = pdfium_c.FPDFFormObj_CountObjects, pdfium_c.FPDFFormObj_GetObject
+            _walk(obj, count_in, get_in, inner, depth + 1, frame, found)
 
 
 def _compose(child: Matrix, parent: Matrix) -> Matrix:
@@ -231,7 +231,7 @@ def _render_picture(
 def _recognize_cached(
     image: Image.Image, *, file_name: str, lang: str, scan: bool
 ) -> list[OcrWord]:
-    psm = 3 if scan else PICTURE_PSM
+    psm = PAGE_PSM if scan else PICTURE_PSM
     key = (hashlib.blake2b(image.tobytes(), digest_size=16).digest(), image.size, lang, psm)
     words = _cache.get(key)
     if words is None:
