@@ -4,8 +4,10 @@ Change ``record["fields"]`` to add or replace fields. Lines logged with ``contex
 the run's log, and to ``logs/timeline.jsonl`` when the run has ``log_to_timeline``.
 """
 
+from typing import Any
 
-def tidy(record, context):
+
+def tidy(record: dict[str, Any], context: Any) -> dict[str, Any]:
     fields = record["fields"]
     if isinstance(fields.get("vendor"), str):
         fields["vendor"] = " ".join(fields["vendor"].split()).title()
