@@ -152,15 +152,12 @@ class _Progress:
         self._task = self._bar.add_task("files", total=total)
 
     def advance(self, p: TaskProgress) -> None:
-        if p.state is TaskState.FAILED:
-            log.warning("file_failed", file=p.task.file, error=p.error)
         if self._bar is not None and p.state is not TaskState.REDUCE:
             self._bar.advance(self._task)
 
 
 def _report(outcome: RunOutcome) -> None:
     s = outcome.summary
-    log.info("run_finished", job_id=outcome.job_id, run_id=outcome.run_id, status=outcome.status)
     click.echo(
         f"{outcome.status}: {s['numCompleteFiles']} complete, {s['numFailedFiles']} failed, "
         f"{s['numStoppedAtCheckpoint']} stopped at checkpoint; {s['numRecords']} records",

@@ -57,6 +57,7 @@ def configure(fmt: LogFormat = "auto", level: str = "info", stream: TextIO | Non
                 _prefixing(renderer),
             ],
             foreign_pre_chain=[
+                structlog.contextvars.merge_contextvars,
                 structlog.processors.add_log_level,
                 structlog.processors.TimeStamper(fmt="iso", utc=True),
             ],

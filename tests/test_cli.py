@@ -149,3 +149,43 @@ def test_init_writes_a_working_project(tmp_path: Path) -> None:
     assert rows and all(r["status"] == "OK" for r in rows)
     again = flowd("init", str(target))
     assert again.returncode == 2 and "not empty" in again.stderr
+
+
+def test_log_prefix_on_every_line_of_the_run(tmp_path: Path) -> None:
+    root = tmp_path / "p"
+    udf = "def f(record, context):\n    context.logger.info('hello', n=1)\n    return record\n"
+    write_json(
+        root / "invoice.ibflow",
+        flow({"step": "apply_udf", "settings": {"script": "u.py", "function": "f"}}),
+    )
+    (root / "u.py").write_text(udf)
+    binary = flowd("compile", str(root)).stdout.strip()
+    inbox = tmp_path / "in"
+    inbox.mkdir()
+    (inbox / "a.txt").write_text("text")
+    (inbox / "b.txt").write_bytes(b"")
+    result = subprocess.run(
+        [
+            *FLOWD,
+            "--log-format",
+            "json",
+            "--log-level",
+            "info",
+            "run",
+            binary,
+            str(inbox),
+            "--runtime-config",
+            '{"log_prefix": "org=Piston "}',
+            "--workers",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 1  # b.txt is empty
+    lines = [line for line in result.stderr.splitlines() if line.startswith(("org=", "{"))]
+    events = [json.loads(line.removeprefix("org=Piston ")) for line in lines]
+    assert {"run_started", "udf_log", "file_failed", "run_finished"} <= {e["event"] for e in events}
+    assert all(line.startswith("org=Piston {") for line in lines), lines
+    assert all(e["log_prefix"] == "org=Piston " and e["job_id"] for e in events)

@@ -79,11 +79,15 @@ class Timeline:
 class UdfLogger:
     """The ``context.logger`` of a UDF: lines go to the run's log and, if enabled, its timeline."""
 
-    def __init__(self, timeline: Timeline, file: str, step: str) -> None:
+    def __init__(self, timeline: Timeline, file: str, step: str, ctx: RunContext) -> None:
         self._timeline = timeline
         self._file = file
         self._step = step
-        self._log = structlog.get_logger("flowd.udf")
+        # Bound here, not through contextvars: worker processes may not inherit the parent's.
+        bound: dict[str, Any] = {"job_id": ctx.job_id, "run_id": ctx.run_id}
+        if ctx.log_prefix:
+            bound["log_prefix"] = ctx.log_prefix
+        self._log = structlog.get_logger("flowd.udf").bind(**bound)
 
     _RESERVED = frozenset({"event", "level", "file", "step", "msg", "ts", "log_prefix"})
 

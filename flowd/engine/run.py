@@ -18,6 +18,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+import structlog
+
 from flowd.engine.context import MB, RunContext
 from flowd.engine.driver import ProgressHook, drive
 from flowd.engine.executor import Executor, InlineExecutor
@@ -30,6 +32,8 @@ from flowd.engine.store import FolderStore
 from flowd.errors import DocumentError, ResumeError, RunSettingsError
 from flowd.flows.binary import CompiledBinary, load_binary
 from flowd.fsutil import display_name
+
+log = structlog.get_logger("flowd.run")
 
 JOB_ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
 
@@ -295,12 +299,26 @@ def _execute(
     factory = FolderRunnerFactory(binary.data, binary.name, ctx, ctx.input_dir)
     size = workers or os.cpu_count() or 1
     size = max(1, min(size, len(tasks))) if tasks else 1
-    executor = executor_factory(factory, size, _hard_timeout(binary, ctx.step_timeout_s))
-    try:
-        latest = drive(tasks, executor, fresh=fresh, on_progress=on_progress)
-    finally:
-        executor.close()
-    return _finish(binary, ctx, tasks, rejected, latest, batch)
+    context = {"job_id": ctx.job_id, "run_id": ctx.run_id}
+    if ctx.log_prefix:
+        context["log_prefix"] = ctx.log_prefix
+    with structlog.contextvars.bound_contextvars(**context):
+        log.info("run_started", binary=binary.name, files=len(tasks), workers=size, fresh=fresh)
+
+        def progress(p: TaskProgress) -> None:
+            if p.state is TaskState.FAILED:
+                log.warning("file_failed", file=display_name(p.task.file), error=p.error)
+            if on_progress is not None:
+                on_progress(p)
+
+        executor = executor_factory(factory, size, _hard_timeout(binary, ctx.step_timeout_s))
+        try:
+            latest = drive(tasks, executor, fresh=fresh, on_progress=progress)
+        finally:
+            executor.close()
+        outcome = _finish(binary, ctx, tasks, rejected, latest, batch)
+        log.info("run_finished", status=outcome.status, **outcome.summary)
+    return outcome
 
 
 def _file_result(task: Task, p: TaskProgress | None, flows_type: bool) -> FileResult:

@@ -65,6 +65,9 @@ def require_tesseract(file_name: str, languages: tuple[str, ...]) -> str:
     if path is None:
         raise MissingDependencyError(file_name, MISSING_TESSERACT)
     installed = _installed_languages(path)
+    if not installed.issuperset(languages):  # installed since the list was cached?
+        _installed_languages.cache_clear()
+        installed = _installed_languages(path)
     for language in languages:
         if language not in installed:
             package = f"{TESSERACT_PACKAGE}-{language.lower().replace('_', '-')}"

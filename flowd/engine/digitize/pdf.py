@@ -2,10 +2,12 @@
 
 Per page, by ``settings.ocr``:
 
-- ``never``: the text layer only; a page without one has empty text;
+- ``never``: the text layer only; a page without one (or with only glyphs that have no Unicode
+  meaning) has empty text;
 - ``auto``: the text layer, plus the words of its pictures (:func:`pdf_ocr.ocr_pictures`); a page
-  without a text layer is rendered and OCR'd whole. Only that last case *needs* Tesseract: pictures
-  on a text page are a bonus, skipped when Tesseract is not installed, so text PDFs keep working;
+  without a text layer, or whose text layer is glyph numbers without Unicode meaning, is rendered
+  and OCR'd whole. Only that last case *needs* Tesseract: pictures on a text page are a bonus,
+  skipped when Tesseract is not installed, so text PDFs keep working without it;
 - ``always``: every page rendered and OCR'd, the text layer ignored (for PDFs whose text layer is
   garbage, such as fonts without a Unicode map).
 
@@ -86,6 +88,7 @@ class _PageReader:
         self.pdf = pdf
         self.settings = settings
         self._lang: str | None = None
+        self._has_tesseract = settings.ocr == "auto" and tesseract_path() is not None
 
     def lang(self) -> str:
         """Tesseract's ``lang`` argument; raises when Tesseract or a language is missing."""
@@ -119,13 +122,13 @@ class _PageReader:
                 self.file_name, f"page {number} has unreadable text: {exc}"
             ) from exc
         try:
-            boxes, turn = text_layer(textpage.raw, frame)
+            boxes, turn, _ = text_layer(textpage.raw, frame)  # garbled text comes back empty
             if policy == "never":
                 return _page(number, frame, boxes, turn, ocr=False)
-            if not boxes:
+            if not boxes:  # a scan, or glyphs without meaning
                 scanned = ocr_page(page, frame, file_name=self.file_name, lang=self.lang())
                 return _page(number, frame, scanned, 0, ocr=True)
-            if tesseract_path() is None:
+            if not self._has_tesseract:
                 return _page(number, frame, boxes, turn, ocr=False)
             extra = ocr_pictures(
                 self.pdf,

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import math
+import threading
 from collections import OrderedDict
 from typing import Any, NamedTuple
 
@@ -54,20 +56,23 @@ _TRANSPOSE = {
     180: Image.Transpose.ROTATE_180,
     270: Image.Transpose.ROTATE_90,
 }
-"""PIL's transposition that shows a picture as a page with ``/Rotate`` (clockwise) shows it."""
+"""PIL's transposition that turns a picture clockwise by so many degrees, as ``/Rotate`` does."""
 
 Matrix = tuple[float, float, float, float, float, float]
 _IDENTITY: Matrix = (1.0, 0.0, 0.0, 1.0, 0.0, 0.0)
 
+_cache_lock = threading.Lock()
 _cache: OrderedDict[tuple[bytes, tuple[int, int], str, int], list[OcrWord]] = OrderedDict()
 
 
 class Picture(NamedTuple):
-    """An image object of a page: its handle, its box as displayed, the scale of its container."""
+    """An image object of a page: its handle, its box as displayed, and how the form XObjects it
+    sits in scale it and turn it (counter-clockwise, degrees, a multiple of 90)."""
 
     handle: Any
     box: tuple[float, float, float, float]
     container_scale: float
+    container_turn: int = 0
 
 
 def ocr_page(page: pdfium.PdfPage, frame: PageFrame, *, file_name: str, lang: str) -> list[Box]:
@@ -148,8 +153,9 @@ def _walk(
                 continue
             box = _transform_box(matrix, left.value, bottom.value, right.value, top.value)
             shown = frame.to_display(*box)
-            scale = (matrix[0] ** 2 + matrix[1] ** 2) ** 0.5 or 1.0
-            found.append(Picture(obj, shown, scale))
+            scale = math.hypot(matrix[0], matrix[1]) or 1.0
+            turn = round(math.degrees(math.atan2(matrix[1], matrix[0])) / 90) * 90 % 360
+            found.append(Picture(obj, shown, scale, turn))
         elif kind == pdfium_c.FPDF_PAGEOBJ_FORM and depth < MAX_FORM_DEPTH:
             fs = pdfium_c.FS_MATRIX()
             if not pdfium_c.FPDFPageObj_GetMatrix(obj, fs):
@@ -196,7 +202,7 @@ def _render_scale(width_pt: float, height_pt: float, scale: float) -> float:
 def _render_picture(
     pdf: pdfium.PdfDocument, page: pdfium.PdfPage, picture: Picture, rotation: int
 ) -> Image.Image | None:
-    """The picture alone (mask applied, on white, upright as displayed) at about 300 dpi.
+    """The picture alone (mask applied, on white, turned as displayed) at about 300 dpi.
 
     PDFium renders an image object at one pixel per unit of its matrix, so the matrix is scaled for
     the call and put back.
@@ -223,24 +229,32 @@ def _render_picture(
     if not raw:
         return None
     image = grey(pdfium.PdfBitmap.from_raw(raw).to_pil())  # a copy; the bitmap is freed with it
-    if rotation in _TRANSPOSE:
-        image = image.transpose(_TRANSPOSE[rotation])
+    # PDFium applies the image's own matrix, not its forms': turn what is left to see it as shown
+    turn = (rotation - picture.container_turn) % 360
+    if turn in _TRANSPOSE:
+        image = image.transpose(_TRANSPOSE[turn])
     return image
 
 
 def _recognize_cached(
     image: Image.Image, *, file_name: str, lang: str, scan: bool
 ) -> list[OcrWord]:
+    """OCR a picture, or recall its words: the same letterhead comes on every invoice of an issuer.
+
+    The memo is per process and bounded (:data:`CACHE_SIZE` pictures, least recently used out).
+    """
     psm = PAGE_PSM if scan else PICTURE_PSM
     key = (hashlib.blake2b(image.tobytes(), digest_size=16).digest(), image.size, lang, psm)
-    words = _cache.get(key)
-    if words is None:
-        words = recognize(image, file_name=file_name, lang=lang, dpi=RENDER_DPI, psm=psm)
+    with _cache_lock:
+        words = _cache.get(key)
+        if words is not None:
+            _cache.move_to_end(key)
+            return words
+    words = recognize(image, file_name=file_name, lang=lang, dpi=RENDER_DPI, psm=psm)
+    with _cache_lock:
         _cache[key] = words
         if len(_cache) > CACHE_SIZE:
             _cache.popitem(last=False)
-    else:
-        _cache.move_to_end(key)
     return words
 
 

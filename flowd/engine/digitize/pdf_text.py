@@ -45,11 +45,14 @@ class TextLayer(NamedTuple):
 
     ``turn`` is 0 when the text reads left to right, ``DOWNWARD`` or ``UPWARD`` when most of it runs
     vertically (a landscape table printed sideways on a portrait page without ``/Rotate``): then
-    :func:`turn_boxes` turns the page so that it reads left to right.
+    :func:`turn_boxes` turns the page so that it reads left to right. ``garbled`` says most of the
+    characters have no Unicode meaning (fonts embedded without a ``/ToUnicode`` map): the text
+    layer is glyph numbers, not text, and the page is better read by OCR.
     """
 
     boxes: list[Box]
     turn: int
+    garbled: bool = False
 
 
 DOWNWARD = 1
@@ -62,6 +65,8 @@ def text_layer(textpage: Any, frame: PageFrame) -> TextLayer:
     if count <= 0:
         return TextLayer([], 0)
     chars = _page_chars(textpage, count)
+    if _garbled(textpage, chars):
+        return TextLayer([], 0, garbled=True)
     ligatures = _HAS_LIGATURE.search(chars) is not None
     rect = pdfium_c.FS_RECTF()
     rect_ref = ctypes.byref(rect)
@@ -105,6 +110,18 @@ def text_layer(textpage: Any, frame: PageFrame) -> TextLayer:
     if max(weight[DOWNWARD], weight[UPWARD]) > weight[0]:
         return TextLayer(boxes, DOWNWARD if weight[DOWNWARD] >= weight[UPWARD] else UPWARD)
     return TextLayer(boxes, 0)
+
+
+def _garbled(textpage: Any, chars: str, samples: int = 32) -> bool:
+    """Whether most characters (a sample of them) are glyphs PDFium could not map to Unicode."""
+    has_error = pdfium_c.FPDFText_HasUnicodeMapError
+    seen = errors = 0
+    for index in range(0, len(chars), max(1, len(chars) // samples)):
+        if chars[index].isspace():
+            continue
+        seen += 1
+        errors += has_error(textpage, index) == 1
+    return seen > 0 and errors > 0.5 * seen
 
 
 def _page_chars(textpage: Any, count: int) -> str:

@@ -57,7 +57,7 @@ def _context(spec: UdfSpec, env: StepEnv) -> UdfContext:
         step_folder=env.step_folder,
         config=ctx.runtime_config,
         input_filepath=env.input_filepath,
-        logger=UdfLogger(env.timeline, env.file_name, f"apply_udf:{spec.function_name}"),
+        logger=UdfLogger(env.timeline, env.file_name, f"apply_udf:{spec.function_name}", ctx),
     )
 
 
