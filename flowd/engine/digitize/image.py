@@ -42,8 +42,8 @@ def read_image(file_name: str, data: bytes, settings: DigitizeSettings) -> tuple
     lang = require_tesseract(file_name, settings.languages)
     pages: list[Page] = []
     try:
-        for number, frame in enumerate(_frames(file_name, image), start=1):
-            pages.append(_ocr_frame(file_name, number, frame, _dpi(image), lang))
+        for number, (frame, dpi) in enumerate(_frames(file_name, image), start=1):
+            pages.append(_ocr_frame(file_name, number, frame, dpi, lang))
     finally:
         image.close()
     return tuple(pages)
@@ -64,13 +64,14 @@ def _open(file_name: str, data: bytes) -> Image.Image:
     return image
 
 
-def _frames(file_name: str, image: Image.Image) -> Iterator[Image.Image]:
-    """The pages of a (multi-page) TIFF, else the image itself, turned upright by EXIF."""
+def _frames(file_name: str, image: Image.Image) -> Iterator[tuple[Image.Image, float]]:
+    """The pages of a (multi-page) TIFF, else the image itself, turned upright by EXIF, each with
+    its resolution."""
     frames = ImageSequence.Iterator(image) if image.format == "TIFF" else iter((image,))
     try:
         for frame in frames:
             frame.load()
-            yield ImageOps.exif_transpose(frame)
+            yield ImageOps.exif_transpose(frame), _dpi(frame)
     except (OSError, SyntaxError, ValueError) as exc:
         raise DocumentError(file_name, f"not a valid image: {exc}") from exc
 

@@ -58,10 +58,15 @@ in PDF boxes (which include the glyphs' side bearings) but nearly a whole one be
 boxes of OCR; gaps between columns of a form or table are two columns and more."""
 
 WORD_SPACES = 1.5
+"""Words closer than this many of the page's usual word spaces are one phrase too, up to
+:data:`MAX_PHRASE_COLUMNS`. A typewriter font's space is a whole advance, so between OCR's
+ink-tight boxes it measures up to 1.6 columns: the threshold follows the page, not only the grid."""
+
+MAX_PHRASE_COLUMNS = 2.0
+"""Never more: on a page that is all table, the usual gap may be a column gap."""
+
 MIN_GAPS = 8
-"""Words closer than this many of the page's usual word spaces are one phrase too. A typewriter
-font's space is a whole advance, so between OCR's ink-tight boxes it measures up to 1.6 columns:
-the threshold follows the page, not only the grid."""
+"""Fewer gaps than this on a page say nothing about its usual word space."""
 
 PHRASE_GAP = 0.5
 """Words closer than this share of their height are one phrase too: a large title's word spaces
@@ -79,7 +84,8 @@ def layout_page(boxes: Sequence[Box]) -> tuple[str, tuple[Word, ...]]:
     line_h = _median([ln[1] - ln[0] for ln in lines]) or 1.0
     for line in lines:
         line[2].sort(key=_x0)
-    phrase_gap = max(PHRASE_COLUMNS * char_w, WORD_SPACES * _word_space(lines, char_w))
+    usual = min(WORD_SPACES * _word_space(lines, char_w), MAX_PHRASE_COLUMNS * char_w)
+    phrase_gap = max(PHRASE_COLUMNS * char_w, usual)
     out: list[str] = []
     words: list[Word] = []
     prev_bottom: float | None = None
