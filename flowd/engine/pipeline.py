@@ -187,7 +187,7 @@ class TaskRunner:
                     self.project.metaflow.route(records[0].class_label or "") if records else None
                 )
                 if route is None:
-                    records = [replace(r, status=RecordStatus.UNROUTED) for r in records]
+                    records = [r.evolve(status=RecordStatus.UNROUTED) for r in records]
                     self.store.save_records(entry.folder, task.file, entry.step.kind, records)
                     break
                 plan = self.plan(task, route)
@@ -385,5 +385,5 @@ class TaskRunner:
                     runtime_config=self.ctx.runtime_config,
                 )
                 fields = change.apply(fields, scope)
-            out.append(replace(rec, fields=fields, text=""))
+            out.append(rec.evolve(fields=fields, text=""))
         return out

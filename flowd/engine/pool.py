@@ -32,6 +32,9 @@ RunnerFactory = Callable[[], TaskRunner]
 
 def _worker_main(conn: Connection, factory: RunnerFactory) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what Ctrl-C means
+    # Tesseract starts a thread per core by default; with a worker per core that oversubscribes
+    # the machine several times over.
+    os.environ.setdefault("OMP_THREAD_LIMIT", "1")
     runner = factory()
     try:
         while True:

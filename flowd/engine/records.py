@@ -8,7 +8,7 @@ once per file, not once per step.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -21,6 +21,13 @@ class RecordStatus(StrEnum):
     UNROUTED = "UNROUTED"  # a metaflow had no route for its class and unmatched = "skip"
     STOPPED_AT_CHECKPOINT = "STOPPED_AT_CHECKPOINT"  # failed a validation; waits for review
     FAILED = "FAILED"
+
+
+class _Keep:
+    """Marks an argument of :meth:`Record.evolve` as "unchanged" where ``None`` is a value."""
+
+
+KEEP = _Keep()
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +44,9 @@ class FieldValue:
         if self.error_msg is not None:
             out["error_msg"] = self.error_msg
         return out
+
+    def __reduce__(self) -> tuple[type[FieldValue], tuple[Any, ...]]:
+        return (FieldValue, (self.key, self.value, self.field_type, self.error_msg))
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> FieldValue:
@@ -64,8 +74,49 @@ class Record:
     def field_map(self) -> dict[str, Any]:
         return {f.key: f.value for f in self.fields}
 
-    def with_fields(self, fields: tuple[FieldValue, ...]) -> Record:
-        return replace(self, fields=fields)
+    def evolve(
+        self,
+        *,
+        fields: tuple[FieldValue, ...] | None = None,
+        status: RecordStatus | None = None,
+        messages: tuple[str, ...] | None = None,
+        class_label: str | _Keep | None = KEEP,
+        class_score: float | _Keep | None = KEEP,
+        text: str | None = None,
+    ) -> Record:
+        """A copy with some attributes changed (``dataclasses.replace`` without its
+        introspection: this is on the hot path of every step)."""
+        return Record(
+            self.file_name,
+            self.record_index,
+            self.pages,
+            self.text if text is None else text,
+            self.page_count,
+            self.class_label if isinstance(class_label, _Keep) else class_label,
+            self.class_score if isinstance(class_score, _Keep) else class_score,
+            self.status if status is None else status,
+            self.fields if fields is None else fields,
+            self.messages if messages is None else messages,
+        )
+
+    def __reduce__(self) -> tuple[type[Record], tuple[Any, ...]]:
+        # Plain tuples: the default pickling of slotted frozen dataclasses introspects fields
+        # for every record, which dominated the parent's work in a pool run.
+        return (
+            Record,
+            (
+                self.file_name,
+                self.record_index,
+                self.pages,
+                self.text,
+                self.page_count,
+                self.class_label,
+                self.class_score,
+                self.status,
+                self.fields,
+                self.messages,
+            ),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """The stored form (``.ibmsg``): everything but the text."""

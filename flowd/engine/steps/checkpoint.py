@@ -7,7 +7,6 @@ checkpoint's stored records — which a person may have corrected in place — a
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
 from typing import Any
 
 from flowd.engine.records import Record, RecordStatus
@@ -49,7 +48,7 @@ def validate(
             continue
         problems = failures(spec, rec, runtime_config)
         status = RecordStatus.STOPPED_AT_CHECKPOINT if problems else RecordStatus.OK
-        out.append(replace(rec, status=status, messages=tuple(problems)))
+        out.append(rec.evolve(status=status, messages=tuple(problems)))
     return out
 
 

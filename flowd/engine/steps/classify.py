@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import fnmatch
 import posixpath
-from dataclasses import replace
 
 from flowd.engine.records import Record, RecordStatus
 from flowd.errors import FormulaRuntimeError
@@ -64,7 +63,7 @@ def apply_classifier(
             continue
         label, score = classify(step.classifier, rec, runtime_config)
         status = RecordStatus.FILTERED if keep and label not in keep else RecordStatus.OK
-        out.append(replace(rec, class_label=label, class_score=score, status=status))
+        out.append(rec.evolve(class_label=label, class_score=score, status=status))
     return out
 
 

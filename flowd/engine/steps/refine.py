@@ -133,7 +133,7 @@ def refine_record(program: RefinerSpec, rec: Record, runtime_config: Mapping[str
             result = FieldValue(field.name, ERROR, field.type, "formula nested too deeply")
         scope.fields[field.name] = result.value
         values.append(result)
-    return rec.with_fields(merge_fields(rec.fields, values))
+    return rec.evolve(fields=merge_fields(rec.fields, values))
 
 
 def apply_refiner(

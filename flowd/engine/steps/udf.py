@@ -8,7 +8,6 @@ or returns the wrong shape fails its file with a :class:`~flowd.errors.StepError
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 from flowd.engine.context import UdfContext, UdfLogger
@@ -45,7 +44,7 @@ def record_from_dict(original: Record, data: Any, where: str) -> Record:
     removed = set(old) - {str(k) for k in data["fields"]}
     fields = tuple(f for f in merge_fields(original.fields, changed) if f.key not in removed)
     label = data.get("class_label", original.class_label)
-    return replace(original, fields=fields, class_label=label if isinstance(label, str) else None)
+    return original.evolve(fields=fields, class_label=label if isinstance(label, str) else None)
 
 
 def _context(spec: UdfSpec, env: StepEnv) -> UdfContext:
