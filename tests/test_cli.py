@@ -189,3 +189,33 @@ def test_log_prefix_on_every_line_of_the_run(tmp_path: Path) -> None:
     assert {"run_started", "udf_log", "file_failed", "run_finished"} <= {e["event"] for e in events}
     assert all(line.startswith("org=Piston {") for line in lines), lines
     assert all(e["log_prefix"] == "org=Piston " and e["job_id"] for e in events)
+
+
+def test_progress_bar_on_a_terminal(simple_project: Path, tmp_path: Path) -> None:
+    import os
+    import pty
+
+    binary = flowd("compile", str(simple_project)).stdout.strip()
+    inbox = tmp_path / "in"
+    inbox.mkdir()
+    for i in range(3):
+        (inbox / f"{i}.txt").write_text(text_invoice(f"P-{i}", "1.00"))
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [*FLOWD, "run", binary, str(inbox)], stdout=subprocess.PIPE, stderr=slave, text=True
+    )
+    os.close(slave)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # EIO once the child closed the terminal
+            break
+        if not chunk:
+            break
+        seen += chunk
+    stdout, _ = proc.communicate(timeout=120)
+    os.close(master)
+    assert proc.returncode == 0
+    assert b"files" in seen and b"/3" in seen, seen[-500:]  # the bar: "files ━━━ 2/3 0:00:01"
+    assert stdout.strip().splitlines()[-1] == str(tmp_path / "out")

@@ -11,7 +11,6 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 
 import structlog
@@ -33,7 +32,7 @@ class RunContext:
     run_id: str
     output_root: Path | None
     input_dir: Path | None = None
-    runtime_config: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    runtime_config: Mapping[str, Any] = field(default_factory=dict)  # a plain dict: it pickles
     schema_change: SchemaChange | None = None
     log_to_timeline: bool = False
     step_timeout_s: float | None = 300.0

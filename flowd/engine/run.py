@@ -252,10 +252,17 @@ def start_run(
         ],
     }
     write_batch(output_root, batch)
-    if on_start is not None:
-        on_start(len(tasks))
     return _execute(
-        binary, ctx, settings.workers, tasks, rejected, batch, True, on_progress, executor_factory
+        binary,
+        ctx,
+        settings.workers,
+        tasks,
+        rejected,
+        batch,
+        True,
+        on_start,
+        on_progress,
+        executor_factory,
     )
 
 
@@ -272,7 +279,7 @@ def _context(
         run_id=run_id,
         output_root=output_root,
         input_dir=input_dir.absolute(),
-        runtime_config=MappingProxyType(dict(settings.runtime_config)),
+        runtime_config=dict(settings.runtime_config),
         schema_change=schema,
         log_to_timeline=settings.log_to_timeline,
         step_timeout_s=settings.step_timeout_s,
@@ -292,6 +299,7 @@ def _execute(
     rejected: list[Rejected],
     batch: dict[str, Any],
     fresh: bool,
+    on_start: Callable[[int], None] | None,
     on_progress: ProgressHook | None,
     executor_factory: ExecutorFactory,
 ) -> RunOutcome:
@@ -312,6 +320,10 @@ def _execute(
                 on_progress(p)
 
         executor = executor_factory(factory, size, _hard_timeout(binary, ctx.step_timeout_s))
+        if on_start is not None:
+            on_start(
+                len(tasks)
+            )  # after the workers started: a progress bar's thread is no fork hazard
         try:
             latest = drive(tasks, executor, fresh=fresh, on_progress=progress)
         finally:
@@ -442,10 +454,8 @@ def resume_run(
     rejected = [Rejected(r["file"], r["reason"], r.get("flow")) for r in batch.get("rejected", [])]
     batch.update(status=RunStatus.RUNNING, can_resume=True, resumed_at=_now())
     write_batch(output_folder, batch)
-    if on_start is not None:
-        on_start(len(tasks))
     return _execute(
-        binary, ctx, workers, tasks, rejected, batch, False, on_progress, executor_factory
+        binary, ctx, workers, tasks, rejected, batch, False, on_start, on_progress, executor_factory
     )
 
 

@@ -8,6 +8,7 @@ or returns the wrong shape fails its file with a :class:`~flowd.errors.StepError
 
 from __future__ import annotations
 
+from types import MappingProxyType
 from typing import Any
 
 from flowd.engine.context import UdfContext, UdfLogger
@@ -54,7 +55,7 @@ def _context(spec: UdfSpec, env: StepEnv) -> UdfContext:
         run_id=ctx.run_id,
         root_output_folder=str(ctx.output_root) if ctx.output_root else None,
         step_folder=env.step_folder,
-        config=ctx.runtime_config,
+        config=MappingProxyType(dict(ctx.runtime_config)),  # read-only for the UDF
         input_filepath=env.input_filepath,
         logger=UdfLogger(env.timeline, env.file_name, f"apply_udf:{spec.function_name}", ctx),
     )
