@@ -19,6 +19,8 @@ from typing import Any
 
 import click
 import structlog
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
 from flowd import __version__
 from flowd.engine.pipeline import TaskProgress, TaskState
@@ -139,14 +141,13 @@ class _Progress:
     def start(self, total: int) -> None:
         if not self.enabled:
             return
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
         self._bar = Progress(
             "[progress.description]{task.description}",
             BarColumn(),
             MofNCompleteColumn(),
             TimeRemainingColumn(),
             transient=True,
+            console=Console(stderr=True),  # stdout carries only the output folder
         )
         self._bar.start()  # after the worker pool forked: the bar's thread stays in the parent
         self._task = self._bar.add_task("files", total=total)
