@@ -268,3 +268,62 @@ def test_flows_binary_takes_every_flow(make_project: Callable[..., Path]) -> Non
     result = compile_project(root, CompileSettings(BinaryType.FLOWS, flows_dir="flows"))
     assert result.path.name == "flows.ibflowbin"
     assert [f["stem"] for f in load_binary(result.path).manifest["flows"]] == ["a", "b"]
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "settings"),
+    [
+        ("r.ibrefiner", {"version": 1, "fields": [], "extra": 1}, None),
+        (
+            "r.ibrefiner",
+            {"version": 1, "fields": [{"name": "a", "formula": "echo(1)", "typ": "TEXT"}]},
+            None,
+        ),
+        (
+            "v.ibvalidations",
+            {
+                "version": 1,
+                "rules": [{"field": "a", "formula": "true", "message": "m", "level": 1}],
+            },
+            None,
+        ),
+        (
+            "c.ibclassifier",
+            {
+                "version": 1,
+                "default_class": "x",
+                "classes": [{"name": "a", "rules": [{"contains": ["a"], "wieght": 2}]}],
+            },
+            None,
+        ),
+        ("m.ibmetaflow", {"version": 1, "routes": {}, "unmatch": "skip"}, "meta"),
+    ],
+)
+def test_unknown_keys_in_every_format(
+    make_project: Callable[..., Path], name: str, content: dict[str, object], settings: str | None
+) -> None:
+    files: dict[str, object] = {
+        "invoice.ibflow": flow(
+            refiner_step("r.ibrefiner"),
+            {"step": "apply_classifier", "settings": {"classifier": "c.ibclassifier"}},
+            {"step": "apply_checkpoint", "settings": {"validations": "v.ibvalidations"}},
+        ),
+        "flows/a.ibflow": flow(),
+        "r.ibrefiner": {"version": 1, "fields": [{"name": "a", "formula": "echo(1)"}]},
+        "v.ibvalidations": {"version": 1, "rules": []},
+        "c.ibclassifier": {
+            "version": 1,
+            "default_class": "x",
+            "classes": [{"name": "a", "rules": [{"contains": ["a"]}]}],
+        },
+        "m.ibmetaflow": {"version": 1, "routes": {"a": "a.ibflow"}},
+    }
+    files[name] = content
+    root = make_project(files)
+    compile_settings = (
+        CompileSettings(BinaryType.METAFLOW, None, "flows", "m.ibmetaflow", "c.ibclassifier")
+        if settings == "meta"
+        else SINGLE
+    )
+    found = problems(root, compile_settings)
+    assert any(p.startswith(f"{name}:") and "unknown key" in p for p in found), found
