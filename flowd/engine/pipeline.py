@@ -25,12 +25,12 @@ from flowd.engine.steps.classify import apply_classifier
 from flowd.engine.steps.env import StepEnv
 from flowd.engine.steps.mapping import document_records, map_records
 from flowd.engine.steps.refine import apply_refiner
+from flowd.engine.steps.scope import record_scope
 from flowd.engine.steps.udf import apply_map_udf, apply_reduce_udf
 from flowd.engine.store import MSG_SUFFIX, StepStore
 from flowd.engine.timeouts import StepAlarm, step_deadline
 from flowd.errors import DocumentError, FlowdError, StepError, StepTimeoutError
 from flowd.flows.formats import ProcessFilesSettings
-from flowd.flows.formula import Scope
 from flowd.flows.specs import (
     BinaryType,
     CheckpointSpec,
@@ -377,13 +377,7 @@ class TaskRunner:
         for rec in records:
             fields = tuple(f for f in rec.fields if not f.key.startswith("__"))
             if change is not None and rec.status is RecordStatus.OK:
-                scope = Scope(
-                    text=rec.text,
-                    filename=rec.file_name,
-                    page_count=rec.page_count,
-                    record_index=rec.record_index,
-                    runtime_config=self.ctx.runtime_config,
-                )
+                scope = record_scope(rec, self.ctx.runtime_config, with_fields=False)
                 fields = change.apply(fields, scope)
             out.append(rec.evolve(fields=fields, text=""))
         return out

@@ -10,20 +10,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from flowd.engine.records import Record, RecordStatus
+from flowd.engine.steps.scope import record_scope
 from flowd.errors import FormulaRuntimeError
-from flowd.flows.formula import Scope
 from flowd.flows.specs import CheckpointSpec
 
 
 def failures(spec: CheckpointSpec, rec: Record, runtime_config: Mapping[str, Any]) -> list[str]:
-    scope = Scope(
-        text=rec.text,
-        filename=rec.file_name,
-        page_count=rec.page_count,
-        record_index=rec.record_index,
-        fields=rec.field_map(),
-        runtime_config=runtime_config,
-    )
+    scope = record_scope(rec, runtime_config)
     out: list[str] = []
     for rule in spec.rules:
         try:

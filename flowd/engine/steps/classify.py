@@ -6,6 +6,7 @@ import fnmatch
 import posixpath
 
 from flowd.engine.records import Record, RecordStatus
+from flowd.engine.steps.scope import record_scope
 from flowd.errors import FormulaRuntimeError
 from flowd.flows.formula import Scope
 from flowd.flows.specs import ClassifierSpec, ClassifierStepSpec, RuleSpec
@@ -35,13 +36,7 @@ def classify(
     spec: ClassifierSpec, record: Record, runtime_config: dict[str, object]
 ) -> tuple[str, float]:
     """The winning class label and its score for one record (ties go to the earlier class)."""
-    scope = Scope(
-        text=record.text,
-        filename=record.file_name,
-        page_count=record.page_count,
-        record_index=record.record_index,
-        runtime_config=runtime_config,
-    )
+    scope = record_scope(record, runtime_config, with_fields=False)
     lowered = record.text.lower()
     best_label, best_score = spec.default_class, 0.0
     found = False

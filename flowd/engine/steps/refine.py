@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, NoReturn
 
 from flowd.engine.records import FieldValue, Record, RecordStatus, merge_fields
+from flowd.engine.steps.scope import record_scope
 from flowd.errors import FormulaRuntimeError
 from flowd.flows.formula import Scope, compile_formula
 from flowd.flows.specs import RefinerSpec
@@ -110,14 +111,7 @@ _TO_DATE = compile_formula("to_date(v)", names=("v",))
 
 
 def refine_record(program: RefinerSpec, rec: Record, runtime_config: Mapping[str, Any]) -> Record:
-    scope = Scope(
-        text=rec.text,
-        filename=rec.file_name,
-        page_count=rec.page_count,
-        record_index=rec.record_index,
-        fields=rec.field_map(),
-        runtime_config=runtime_config,
-    )
+    scope = record_scope(rec, runtime_config)
     values: list[FieldValue] = []
     for field in program.fields:
         try:
