@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from flowd.engine.pipeline import Task, TaskProgress, TaskState
 from flowd.engine.records import Record
-from flowd.fsutil import write_atomic
+from flowd.fsutil import display_name, write_atomic
 
 BATCH_FILE = "batch.ibflowresults"
 RESULTS_JSON = "results.json"
@@ -42,6 +43,23 @@ class FileResult:
             out["error"] = self.error
         out["records"] = [record_entry(r) for r in self.records]
         return out
+
+
+FILE_STATUS = {
+    TaskState.DONE: "COMPLETE",
+    TaskState.FAILED: "FAILED",
+    TaskState.CHECKPOINT: "STOPPED_AT_CHECKPOINT",
+    TaskState.REDUCE: "PENDING",
+}
+
+
+def file_result(task: Task, progress: TaskProgress | None, flows_type: bool) -> FileResult:
+    """A task's outcome as reported: ``PENDING`` when it never got a progress."""
+    name = display_name(task.file)
+    flow = task.flow if flows_type else None
+    if progress is None:
+        return FileResult(name, "PENDING", flow=flow)
+    return FileResult(name, FILE_STATUS[progress.state], progress.records, progress.error, flow)
 
 
 def record_entry(rec: Record) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from flowd.engine.context import MB, RunContext
 from flowd.engine.driver import ProgressHook, drive
 from flowd.engine.executor import Executor, InlineExecutor
 from flowd.engine.inputs import Rejected, make_tasks, scan
-from flowd.engine.output import FileResult, read_batch, write_batch, write_results
+from flowd.engine.output import FileResult, file_result, read_batch, write_batch, write_results
 from flowd.engine.pipeline import Task, TaskProgress, TaskRunner, TaskState
 from flowd.engine.pool import WorkerPool
 from flowd.engine.schema import SchemaChange
@@ -333,20 +333,6 @@ def _execute(
     return outcome
 
 
-def _file_result(task: Task, p: TaskProgress | None, flows_type: bool) -> FileResult:
-    name = display_name(task.file)
-    flow = task.flow if flows_type else None
-    if p is None:
-        return FileResult(name, "PENDING", flow=flow)
-    status = {
-        TaskState.DONE: "COMPLETE",
-        TaskState.FAILED: "FAILED",
-        TaskState.CHECKPOINT: "STOPPED_AT_CHECKPOINT",
-        TaskState.REDUCE: "PENDING",
-    }[p.state]
-    return FileResult(name, status, p.records, p.error, flow)
-
-
 def _finish(
     binary: CompiledBinary,
     ctx: RunContext,
@@ -357,7 +343,7 @@ def _finish(
 ) -> RunOutcome:
     assert ctx.output_root is not None
     flows_type = binary.project.binary_type.value == "Flows"
-    results = [_file_result(t, latest.get(t.key), flows_type) for t in tasks]
+    results = [file_result(t, latest.get(t.key), flows_type) for t in tasks]
     results += [
         FileResult(
             display_name(r.file), "FAILED", error=f"{display_name(r.file)}: {r.reason}", flow=r.flow
