@@ -25,7 +25,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemaining
 from flowd import __version__
 from flowd.engine.pipeline import TaskProgress, TaskState
 from flowd.engine.run import RunOutcome, RunSettings, resume_run, start_run
-from flowd.errors import CompileError, FlowdError
+from flowd.errors import CompileError, FlowdError, RunInterrupted
 from flowd.flows.binary import load_binary
 from flowd.flows.compiler import compile_project, find_single_flow
 from flowd.flows.project import CompileSettings
@@ -35,6 +35,7 @@ from flowd.logging import configure
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_CHECKPOINT = 3
+EXIT_INTERRUPTED = 130
 
 log = structlog.get_logger("flowd.cli")
 
@@ -252,6 +253,9 @@ def run_cmd(
             outcome = start_run(
                 binary, input_dir, settings, on_start=progress.start, on_progress=progress.advance
             )
+    except RunInterrupted as exc:
+        _fail(str(exc), EXIT_INTERRUPTED)
+        return
     except FlowdError as exc:
         _fail(str(exc))
         return

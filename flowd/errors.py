@@ -110,3 +110,13 @@ class RunSettingsError(FlowdError):
 
 class ResumeError(FlowdError):
     """A run folder cannot be resumed (not a flowd run, already complete, binary gone, …)."""
+
+
+class RunInterrupted(FlowdError):
+    """A run was interrupted (Ctrl-C); its folder keeps every finished step and can be resumed."""
+
+    def __init__(self, output_folder: object) -> None:
+        super().__init__(
+            f"interrupted; finished steps are kept, continue with: flowd run --resume {output_folder}"
+        )
+        self.output_folder = output_folder

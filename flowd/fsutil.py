@@ -9,6 +9,17 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+_pid = os.getpid()
+
+
+def _after_fork() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+os.register_at_fork(after_in_child=_after_fork)  # temporary names stay unique per process
+
 
 def write_atomic(path: Path | str, data: bytes, *, fsync: bool = False) -> None:
     """Write ``data`` to ``path`` via a temporary sibling and ``rename``.
@@ -18,13 +29,14 @@ def write_atomic(path: Path | str, data: bytes, *, fsync: bool = False) -> None:
     recomputed on resume.
     """
     path = os.fspath(path)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    tmp = f"{path}.tmp-{_pid}"
+    fd = os.open(tmp, _FLAGS, 0o644)
     try:
-        view = memoryview(data)
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
+        written = os.write(fd, data)
+        if written < len(data):  # short writes happen only for huge buffers or full disks
+            view = memoryview(data)[written:]
+            while view:
+                view = view[os.write(fd, view) :]
         if fsync:
             os.fsync(fd)
     except BaseException:
@@ -33,11 +45,6 @@ def write_atomic(path: Path | str, data: bytes, *, fsync: bool = False) -> None:
         raise
     os.close(fd)
     os.replace(tmp, path)
-
-
-def ensure_dir(path: Path) -> Path:
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 def display_name(name: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,18 @@ REFINER = {
         {"name": "total", "formula": "to_number(__raw_total)", "type": "FLOAT"},
     ],
 }
+
+
+def wait_for(
+    condition: Callable[[], bool], timeout_s: float = 60.0, what: str = "condition"
+) -> None:
+    """Poll ``condition`` until it holds; fail after ``timeout_s``. (Waiting for work by polling
+    a condition with a deadline, never by sleeping a fixed time.)"""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+        time.sleep(0.02)
 
 
 def write_json(path: Path, data: Any) -> Path:

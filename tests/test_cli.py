@@ -6,7 +6,7 @@ import json
 import subprocess
 from pathlib import Path
 
-from conftest import FLOWD, REFINER, flow, refiner_step, text_invoice, write_json
+from conftest import FLOWD, REFINER, flow, refiner_step, text_invoice, wait_for, write_json
 
 
 def flowd(*args: str) -> subprocess.CompletedProcess[str]:
@@ -219,3 +219,39 @@ def test_progress_bar_on_a_terminal(simple_project: Path, tmp_path: Path) -> Non
     assert proc.returncode == 0
     assert b"files" in seen and b"/3" in seen, seen[-500:]  # the bar: "files ━━━ 2/3 0:00:01"
     assert stdout.strip().splitlines()[-1] == str(tmp_path / "out")
+
+
+def test_ctrl_c_keeps_finished_steps_and_resume_completes(tmp_path: Path) -> None:
+    import signal
+
+    root = tmp_path / "p"
+    udf = "import time\ndef f(record, context):\n    time.sleep(0.3)\n    return record\n"
+    write_json(
+        root / "invoice.ibflow",
+        flow(
+            refiner_step(), {"step": "apply_udf", "settings": {"script": "u.py", "function": "f"}}
+        ),
+    )
+    write_json(root / "modules" / "invoice.ibrefiner", REFINER)
+    (root / "u.py").write_text(udf)
+    binary = flowd("compile", str(root)).stdout.strip()
+    inbox = tmp_path / "in"
+    inbox.mkdir()
+    for i in range(20):
+        (inbox / f"{i:02d}.txt").write_text(text_invoice(f"I-{i}", f"{i + 1}.00"))
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [*FLOWD, "run", binary, str(inbox), "--workers", "2"], stderr=subprocess.PIPE, text=True
+    )
+    wait_for(lambda: any(out.glob("s3_apply_udf/*.ibmsg")), what="a finished UDF step")
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert f"flowd run --resume {out}" in stderr
+    no_traceback(subprocess.CompletedProcess([], 0, "", stderr))
+    assert json.loads((out / "batch.ibflowresults").read_text())["status"] == "RUNNING"
+    resumed = flowd("run", "--resume", str(out))
+    assert resumed.returncode == 0, resumed.stderr
+    rows = json.loads((out / "results.json").read_text())
+    assert sorted(r["file_name"] for r in rows) == [f"{i:02d}.txt" for i in range(20)]
+    assert not list(out.rglob("*.tmp-*"))

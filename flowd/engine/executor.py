@@ -45,7 +45,9 @@ class Executor(Protocol):
         """Execute ``calls``; yield ``(call, progress)`` as each finishes."""
         ...
 
-    def close(self) -> None: ...
+    def close(self, now: bool = False) -> None:
+        """Release the executor; ``now`` stops running work at once instead of letting it finish."""
+        ...
 
 
 class InlineExecutor:
@@ -58,5 +60,5 @@ class InlineExecutor:
         for call in calls:
             yield call, execute(self.runner, call)
 
-    def close(self) -> None:
+    def close(self, now: bool = False) -> None:
         self.runner.timeline.close()

@@ -186,8 +186,12 @@ class WorkerPool:
         index = self._workers.index(w)
         self._workers[index] = fresh
 
-    def close(self) -> None:
+    def close(self, now: bool = False) -> None:
+        """Stop the workers: after their current calls, or at once (``now``)."""
         for w in self._workers:
+            if now:
+                w.process.kill()
+                continue
             with contextlib.suppress(BrokenPipeError, OSError):
                 w.conn.send(None)
         deadline = time.monotonic() + 5

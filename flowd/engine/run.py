@@ -29,7 +29,7 @@ from flowd.engine.pipeline import Task, TaskProgress, TaskRunner, TaskState
 from flowd.engine.pool import WorkerPool
 from flowd.engine.schema import SchemaChange
 from flowd.engine.store import FolderStore
-from flowd.errors import DocumentError, ResumeError, RunSettingsError
+from flowd.errors import DocumentError, ResumeError, RunInterrupted, RunSettingsError
 from flowd.flows.binary import CompiledBinary, load_binary
 from flowd.fsutil import display_name
 
@@ -321,13 +321,14 @@ def _execute(
 
         executor = executor_factory(factory, size, _hard_timeout(binary, ctx.step_timeout_s))
         if on_start is not None:
-            on_start(
-                len(tasks)
-            )  # after the workers started: a progress bar's thread is no fork hazard
+            on_start(len(tasks))  # after the workers started: no thread exists when they fork
         try:
             latest = drive(tasks, executor, fresh=fresh, on_progress=progress)
-        finally:
-            executor.close()
+        except KeyboardInterrupt:
+            executor.close(now=True)
+            log.warning("run_interrupted")
+            raise RunInterrupted(ctx.output_root) from None
+        executor.close()
         outcome = _finish(binary, ctx, tasks, rejected, latest, batch)
         log.info("run_finished", status=outcome.status, **outcome.summary)
     return outcome
