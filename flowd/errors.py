@@ -104,6 +104,10 @@ class StepError(FlowdError):
         self.cause = cause
 
 
+class StepOutputError(FlowdError):
+    """A stored step output (``.ibdoc``/``.ibmsg``) exists but cannot be read back."""
+
+
 class RunSettingsError(FlowdError):
     """The settings of a run are invalid (bad runtime_config, bad output folder, …)."""
 

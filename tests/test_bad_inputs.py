@@ -125,6 +125,8 @@ def test_catastrophic_regex_fails_the_field_not_the_worker(
 
 UDFS = {
     "raises": "def f(record, context):\n    raise ValueError('vendor table is empty')\n",
+    "exits": "import sys\ndef f(record, context):\n    sys.exit(3)\n",
+    "returns_none": "def f(record, context):\n    return None\n",
     "loops": "def f(record, context):\n    while True:\n        pass\n",
     "sleeps": "import time\ndef f(record, context):\n    time.sleep(3600)\n",
     "swallows": (
@@ -146,9 +148,10 @@ UDFS = {
 }
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 @pytest.mark.parametrize("kind", sorted(UDFS))
 def test_udf_that_raises_or_never_returns(
-    make_project: Callable[..., Path], tmp_path: Path, kind: str
+    make_project: Callable[..., Path], tmp_path: Path, kind: str, workers: int
 ) -> None:
     root = make_project(
         {
@@ -171,7 +174,7 @@ def test_udf_that_raises_or_never_returns(
         (docs / f"ok{i}.txt").write_text(text_invoice(f"N-{i}", "1.00"))
     (docs / "bad.txt").write_text(text_invoice("X", "1.00"))
     outcome = start_run(
-        compile_project(root, SINGLE).path, docs, RunSettings(workers=2, step_timeout_s=0.5)
+        compile_project(root, SINGLE).path, docs, RunSettings(workers=workers, step_timeout_s=0.5)
     )
     errors = errors_by_file(outcome)
     assert set(errors) == {"bad.txt"}
@@ -179,7 +182,61 @@ def test_udf_that_raises_or_never_returns(
     if kind == "raises":
         assert "ValueError: vendor table is empty" in errors["bad.txt"]
         assert "u.py:f" in errors["bad.txt"]
+    elif kind == "exits":
+        assert "u.py:f raised SystemExit: 3" in errors["bad.txt"]
+    elif kind == "returns_none":
+        assert "u.py:f returned NoneType, not the record dict" in errors["bad.txt"]
     else:
         assert "timed out" in errors["bad.txt"]
     assert sum(f.status == "COMPLETE" for f in outcome.files) == 4
     check_well_formed(outcome.output_folder)
+
+
+def test_killed_run_leaves_no_worker_behind(
+    make_project: Callable[..., Path], tmp_path: Path
+) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    from conftest import wait_for
+
+    root = make_project(
+        {
+            "invoice.ibflow": flow(
+                {"step": "apply_udf", "settings": {"script": "u.py", "function": "f"}}
+            ),
+            "u.py": "def f(record, context):\n    while True:\n        pass\n",
+        }
+    )
+    binary = compile_project(root, SINGLE).path
+    docs = tmp_path / "input"
+    docs.mkdir()
+    for i in range(2):
+        (docs / f"{i}.txt").write_text("spin")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flowd.cli", "run", str(binary), str(docs), "--workers", "2"],
+        stderr=subprocess.DEVNULL,
+    )
+
+    def workers() -> list[int]:
+        out = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True)
+        return [int(p) for p in out.stdout.split()]
+
+    wait_for(lambda: len(workers()) == 2, what="two workers")
+    children = workers()
+    wait_for(
+        lambda: any((tmp_path / "out" / "s1_process_files").glob("*.ibdoc")),
+        what="a worker busy in its UDF",
+    )
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+
+    def gone() -> bool:
+        return all(
+            not Path(f"/proc/{pid}").exists()
+            or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
+            for pid in children
+        )
+
+    wait_for(gone, timeout_s=30, what="the workers to die with their parent")

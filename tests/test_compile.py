@@ -327,3 +327,25 @@ def test_unknown_keys_in_every_format(
     )
     found = problems(root, compile_settings)
     assert any(p.startswith(f"{name}:") and "unknown key" in p for p in found), found
+
+
+def test_forged_manifest_claim_is_refused(make_project: Callable[..., Path]) -> None:
+    root = make_project(
+        {
+            "invoice.ibflow": flow(
+                {"step": "apply_udf", "settings": {"script": "u.py", "function": "f"}}
+            ),
+            "u.py": "def f(record, context):\n    return record\n",
+        }
+    )
+    path = compile_project(root, SINGLE).path
+    with zipfile.ZipFile(path) as zf:
+        entries = {n: zf.read(n) for n in zf.namelist()}
+    manifest = json.loads(entries["manifest.json"])
+    manifest["contains_udfs"] = False  # hide the UDF from whoever gates on it
+    entries["manifest.json"] = json.dumps(manifest).encode()
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, content in entries.items():
+            zf.writestr(name, content)
+    with pytest.raises(BinaryError, match="content_sha256"):
+        load_binary(path)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -546,3 +547,73 @@ def test_flows_binary_routes_by_subfolder(
     assert (out / "invoices" / "s2_apply_refiner" / "invoices" / "a.txt.ibmsg").is_file()
     assert json.loads((out / "notes" / "results.json").read_text())[0]["chars"] in (2, 3)
     assert outcome.status == "FAILED"
+
+
+def test_broken_hand_edit_fails_loudly_and_resume_after_fixing(
+    make_project: Callable[..., Path], tmp_path: Path
+) -> None:
+    binary = compile_project(checkpoint_project(make_project, straight=False), SINGLE).path
+    docs = inbox(tmp_path, {"bad.txt": text_invoice("B-1", "-3.00")})
+    stopped = run(binary, docs)
+    path = stopped.output_folder / "s3_apply_checkpoint" / "bad.txt.ibmsg"
+    good = json.loads(path.read_text())
+    path.write_text(path.read_text()[:-5])  # a reviewer's editor saved half the file
+    broken = resume_run(stopped.output_folder, workers=1)
+    assert broken.status == "FAILED" and broken.can_resume
+    error = by_file(broken)["bad.txt"].error or ""
+    assert "s3_apply_checkpoint/bad.txt.ibmsg is not a valid step output" in error
+    for f in good["records"][0]["fields"]:
+        if f["key"] == "total":
+            f["value"] = 8.0
+    path.write_text(json.dumps(good))
+    fixed = resume_run(stopped.output_folder, workers=1)
+    assert fixed.status == "COMPLETE" and fields(fixed, "bad.txt")["checked"] == 9.0
+
+
+def test_output_folder_is_never_read_as_input(
+    simple_project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    binary = compile_project(simple_project, SINGLE).path
+    docs = inbox(tmp_path, {"a.txt": text_invoice("A-1", "1.00")})
+    with pytest.raises(RunSettingsError, match="is the input folder"):
+        run(binary, docs, output_dir=docs)
+    nested = docs / "results"
+    for _ in range(2):  # the second run must not take the first run's outputs as input
+        outcome = run(binary, docs, output_dir=nested, output_has_run_id=True)
+        assert [f.file_name for f in outcome.files] == ["a.txt"]
+    monkeypatch.chdir(docs)
+    here = run(binary, Path("."))
+    assert here.output_folder == tmp_path / "out"
+
+
+def test_delete_out_dir_refuses_the_binarys_folder(simple_project: Path, tmp_path: Path) -> None:
+    binary = compile_project(simple_project, SINGLE).path
+    docs = inbox(tmp_path, {"a.txt": text_invoice("A-1", "1.00")})
+    with pytest.raises(RunSettingsError, match="holds the binary"):
+        run(binary, docs, output_dir=binary.parent, delete_out_dir=True)
+    assert binary.is_file()
+
+
+def test_resume_keeps_non_utf8_names(simple_project: Path, tmp_path: Path) -> None:
+    binary = compile_project(simple_project, SINGLE).path
+    docs = inbox(tmp_path, {})
+    with open(os.fsencode(docs) + b"/caf\xe9.txt", "wb") as fh:
+        fh.write(text_invoice("L-1", "2.00").encode())
+    done = run(binary, docs)
+    batch = json.loads((done.output_folder / "batch.ibflowresults").read_text())
+    batch["status"] = "RUNNING"
+    (done.output_folder / "batch.ibflowresults").write_text(json.dumps(batch))
+    resumed = resume_run(done.output_folder, workers=1)
+    assert resumed.status == "COMPLETE"
+    assert fields(resumed, "caf\ufffd.txt")["invoice_number"] == "L-1"
+
+
+def test_text_type_writes_booleans_as_the_language_does(
+    make_project: Callable[..., Path], tmp_path: Path
+) -> None:
+    refiner = {"version": 1, "fields": [{"name": "flag", "formula": "1 < 2", "type": "TEXT"}]}
+    root = make_project(
+        {"invoice.ibflow": flow(refiner_step("r.ibrefiner")), "r.ibrefiner": refiner}
+    )
+    outcome = run(compile_project(root, SINGLE).path, inbox(tmp_path, {"a.txt": "x"}))
+    assert fields(outcome, "a.txt") == {"flag": "true"}

@@ -14,6 +14,7 @@ import posixpath
 from dataclasses import dataclass
 from pathlib import Path
 
+from flowd.engine.output import BATCH_FILE
 from flowd.engine.pipeline import Task
 from flowd.flows.specs import BinaryType, ProjectSpec
 
@@ -62,6 +63,8 @@ def scan(input_dir: Path, skip: Path | None = None) -> tuple[list[str], list[Rej
             elif entry.is_dir(follow_symlinks=False):
                 if skip_real is not None and os.path.realpath(entry.path) == skip_real:
                     continue
+                if os.path.exists(os.path.join(entry.path, BATCH_FILE)):
+                    continue  # an earlier run's output folder: results are never inputs
                 walk(entry.path, relpath + "/")
             elif entry.is_file(follow_symlinks=False):
                 files.append(relpath)

@@ -68,10 +68,10 @@ def run_documents(
         step_timeout_s=settings.step_timeout_s,
         max_file_bytes=limit,
     )
-    tasks, rejected = make_tasks(binary.project, names)
+    tasks, rejected = make_tasks(binary.plan, names)
     runner = TaskRunner(binary.project, ctx, MemoryStore(), read)
     latest = drive(tasks, InlineExecutor(runner), fresh=True)
-    flows_type = binary.project.binary_type.value == "Flows"
+    flows_type = binary.plan.binary_type.value == "Flows"
     results = [file_result(t, latest.get(t.key), flows_type) for t in tasks]
     results += [
         FileResult(r.file, "FAILED", error=f"{r.file}: {r.reason}", flow=r.flow) for r in rejected

@@ -100,7 +100,7 @@ def _cell(value: Any) -> Any:
 
 
 def rows_to_csv(rows: list[dict[str, Any]]) -> str:
-    columns: dict[str, None] = {}
+    columns: dict[str, None] = dict.fromkeys(FIXED_COLUMNS)  # a header even with no rows
     for row in rows:
         columns.update(dict.fromkeys(row))
     buf = io.StringIO()
@@ -121,6 +121,8 @@ def _lines(data: Any) -> str:
     if isinstance(data, list):
         return "[\n" + ",\n".join(_compact(item) for item in data) + "\n]" if data else "[]"
     if isinstance(data, dict):
+        if not data:
+            return "{}"
         inner = ",\n".join(f"{_compact(k)}: {_lines(v)}" for k, v in data.items())
         return "{\n" + inner + "\n}"
     return _compact(data)

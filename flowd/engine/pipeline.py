@@ -29,7 +29,14 @@ from flowd.engine.steps.scope import record_scope
 from flowd.engine.steps.udf import apply_map_udf, apply_reduce_udf
 from flowd.engine.store import MSG_SUFFIX, StepStore
 from flowd.engine.timeouts import StepAlarm, step_deadline
-from flowd.errors import DocumentError, FlowdError, StepError, StepTimeoutError
+from flowd.errors import (
+    DocumentError,
+    FlowdError,
+    MissingDependencyError,
+    StepError,
+    StepOutputError,
+    StepTimeoutError,
+)
 from flowd.flows.formats import ProcessFilesSettings
 from flowd.flows.specs import (
     BinaryType,
@@ -139,7 +146,8 @@ class TaskRunner:
         started = time.perf_counter()
         try:
             progress = self._advance(task, fresh=fresh, release=release)
-        except StepTimeoutError as exc:
+        except (StepTimeoutError, MissingDependencyError, StepOutputError) as exc:
+            # A retry may succeed: the step may be faster next time, the package may get installed.
             progress = TaskProgress(task, TaskState.FAILED, error=exc.message, transient=True)
         except (DocumentError, StepError) as exc:
             progress = TaskProgress(task, TaskState.FAILED, error=exc.message)
@@ -376,7 +384,7 @@ class TaskRunner:
         out: list[Record] = []
         for rec in records:
             fields = tuple(f for f in rec.fields if not f.key.startswith("__"))
-            if change is not None and rec.status is RecordStatus.OK:
+            if change is not None and fields:  # every record the user will see, whatever its status
                 scope = record_scope(rec, self.ctx.runtime_config, with_fields=False)
                 fields = change.apply(fields, scope)
             out.append(rec.evolve(fields=fields, text=""))

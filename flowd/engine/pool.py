@@ -11,9 +11,12 @@ small chunks, two in flight per worker, so workers never wait for the parent.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import multiprocessing as mp
 import os
 import signal
+import sys
 import threading
 import time
 from collections import deque
@@ -30,7 +33,28 @@ from flowd.fsutil import display_name
 RunnerFactory = Callable[[], TaskRunner]
 
 
-def _worker_main(conn: Connection, factory: RunnerFactory) -> None:
+def _die_with_parent() -> None:
+    """Ask Linux to kill this worker when its parent dies (even by SIGKILL).
+
+    Without it a worker busy in a long step would outlive a killed ``flowd run``: it holds
+    inherited copies of the pipes, so it would not even see EOF.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _worker_main(conn: Connection, factory: RunnerFactory, parent_pid: int | None) -> None:
+    _die_with_parent()  # forked: dies with the run; forkserver: with the server, which follows the run
+    if parent_pid is not None and os.getppid() != parent_pid:  # the parent died before we asked
+        os._exit(1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what Ctrl-C means
     # Tesseract starts a thread per core by default; with a worker per core that oversubscribes
     # the machine several times over.
@@ -89,13 +113,17 @@ class WorkerPool:
         self.size = max(1, size)
         self.hard_timeout_s = hard_timeout_s
         self._mp: Any = mp.get_context(start_method or default_start_method())
+        self._fork = self._mp.get_start_method() == "fork"
         self._workers: list[_Worker] = [self._spawn() for _ in range(self.size)]
         self._next_id = 0
 
     def _spawn(self) -> _Worker:
         parent, child = self._mp.Pipe(duplex=True)
         process = self._mp.Process(
-            target=_worker_main, args=(child, self.factory), name="flowd-worker", daemon=True
+            target=_worker_main,
+            args=(child, self.factory, os.getpid() if self._fork else None),
+            name="flowd-worker",
+            daemon=True,
         )
         process.start()
         child.close()

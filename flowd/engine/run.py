@@ -22,7 +22,7 @@ import structlog
 
 from flowd.engine.context import MB, RunContext
 from flowd.engine.driver import ProgressHook, drive
-from flowd.engine.executor import Executor, InlineExecutor
+from flowd.engine.executor import Executor
 from flowd.engine.inputs import Rejected, make_tasks, scan
 from flowd.engine.output import FileResult, file_result, read_batch, write_batch, write_results
 from flowd.engine.pipeline import Task, TaskProgress, TaskRunner, TaskState
@@ -31,7 +31,7 @@ from flowd.engine.schema import SchemaChange
 from flowd.engine.store import FolderStore
 from flowd.errors import DocumentError, ResumeError, RunInterrupted, RunSettingsError
 from flowd.flows.binary import CompiledBinary, load_binary
-from flowd.fsutil import display_name
+from flowd.fsutil import display_name, write_atomic
 
 log = structlog.get_logger("flowd.run")
 
@@ -111,20 +111,33 @@ def check_runtime_config(config: Any, binary: CompiledBinary) -> SchemaChange | 
     raw = config.get("modify_output_schema")
     if raw is None:
         return None
-    return SchemaChange.parse(raw, binary.project.field_names)
+    return SchemaChange.parse(raw, binary.plan.field_names)
 
 
-def _output_root(input_dir: Path, settings: RunSettings, run_id: str) -> Path:
-    base = settings.output_dir if settings.output_dir is not None else input_dir.parent / "out"
-    base = base.absolute()
-    if settings.output_has_run_id:
-        return base / run_id
-    if settings.delete_out_dir and base.exists():
-        _empty_folder(base, input_dir)
+def _output_base(input_dir: Path, settings: RunSettings) -> Path:
+    """The output folder (without run id): ``--output-dir`` or ``INPUT_DIR/../out``."""
+    if settings.output_dir is not None:
+        base = settings.output_dir.absolute()
+    else:
+        base = input_dir.resolve().parent / "out"  # resolved first: "." has no ".." of its own
+    if base.resolve() == input_dir.resolve():
+        raise RunSettingsError(
+            f"output folder {base} is the input folder: results would be read as input next time; "
+            "choose another output_dir"
+        )
     return base
 
 
-def _empty_folder(folder: Path, input_dir: Path) -> None:
+def _output_root(input_dir: Path, binary_path: Path, settings: RunSettings, run_id: str) -> Path:
+    base = _output_base(input_dir, settings)
+    if settings.output_has_run_id:
+        return base / run_id
+    if settings.delete_out_dir and base.exists():
+        _empty_folder(base, input_dir, binary_path)
+    return base
+
+
+def _empty_folder(folder: Path, input_dir: Path, binary_path: Path) -> None:
     real, real_in = folder.resolve(), input_dir.resolve()
     if (
         real == real_in
@@ -135,6 +148,11 @@ def _empty_folder(folder: Path, input_dir: Path) -> None:
         raise RunSettingsError(
             f"delete_out_dir refused: {folder} holds the input folder (or is / or home); "
             "choose another output_dir"
+        )
+    if real in binary_path.resolve().parents:
+        raise RunSettingsError(
+            f"delete_out_dir refused: {folder} holds the binary {binary_path}; "
+            "move the binary or choose another output_dir"
         )
     for child in real.iterdir():
         if child.is_dir() and not child.is_symlink():
@@ -198,15 +216,15 @@ ExecutorFactory = Callable[[FolderRunnerFactory, int, float | None], Executor]
 def pool_executor(
     factory: FolderRunnerFactory, workers: int, hard_timeout_s: float | None
 ) -> Executor:
-    if workers == 1:
-        return InlineExecutor(factory())
+    """Worker processes, even for one: only a separate process can be killed when a step hangs
+    where no signal reaches it, and user code never runs in the process that owns the run."""
     return WorkerPool(factory, workers, hard_timeout_s)
 
 
 def _hard_timeout(binary: CompiledBinary, step_timeout_s: float | None) -> float | None:
     if step_timeout_s is None:
         return None
-    longest = max((len(f.steps) for f in binary.project.flows), default=1) + 2
+    longest = max((len(f.steps) for f in binary.plan.flows), default=1) + 2
     return step_timeout_s * longest + 2.0
 
 
@@ -227,13 +245,13 @@ def start_run(
     schema = check_runtime_config(settings.runtime_config, binary)
     job_id = check_job_id(settings.job_id) if settings.job_id else str(uuid.uuid4())
     run_id = new_run_id()
-    output_root = _output_root(input_dir, settings, run_id)
-    files, rejected = scan(input_dir, skip=output_root)
-    tasks, bad = make_tasks(binary.project, files)
+    output_root = _output_root(input_dir, binary_path, settings, run_id)
+    files, rejected = scan(input_dir, skip=_output_base(input_dir, settings))
+    tasks, bad = make_tasks(binary.plan, files)
     rejected += bad
     output_root.mkdir(parents=True, exist_ok=True)
     if settings.save_binary_to_output:
-        shutil.copyfile(binary_path, output_root / binary_path.name)
+        write_atomic(output_root / binary_path.name, binary.data)  # the verified bytes
     ctx = _context(job_id, run_id, output_root, input_dir, settings, schema)
     batch = {
         "job_id": job_id,
@@ -246,7 +264,7 @@ def start_run(
         "can_resume": True,
         "started_at": _now(),
         "settings": settings.to_dict(),
-        "tasks": [{"file": display_name(t.file), "raw": t.file, "flow": t.flow} for t in tasks],
+        "tasks": [_task_entry(t) for t in tasks],
         "rejected": [
             {"file": display_name(r.file), "reason": r.reason, "flow": r.flow} for r in rejected
         ],
@@ -264,6 +282,19 @@ def start_run(
         on_progress,
         executor_factory,
     )
+
+
+def _task_entry(task: Task) -> dict[str, Any]:
+    """A task as stored for resume. A name that is not UTF-8 keeps its exact bytes in hex."""
+    entry: dict[str, Any] = {"file": display_name(task.file), "flow": task.flow}
+    if entry["file"] != task.file:
+        entry["file_bytes_hex"] = os.fsencode(task.file).hex()
+    return entry
+
+
+def _task_from(entry: dict[str, Any]) -> Task:
+    raw = entry.get("file_bytes_hex")
+    return Task(os.fsdecode(bytes.fromhex(raw)) if raw else entry["file"], entry.get("flow"))
 
 
 def _context(
@@ -343,7 +374,7 @@ def _finish(
     batch: dict[str, Any],
 ) -> RunOutcome:
     assert ctx.output_root is not None
-    flows_type = binary.project.binary_type.value == "Flows"
+    flows_type = binary.plan.binary_type.value == "Flows"
     results = [file_result(t, latest.get(t.key), flows_type) for t in tasks]
     results += [
         FileResult(
@@ -373,7 +404,7 @@ def _finish(
     }
     write_results(ctx.output_root, [r for r in results if r.status == "COMPLETE"])
     if flows_type:
-        for flow in binary.project.flows:
+        for flow in binary.plan.flows:
             mine = [r for r in results if r.flow == flow.stem and r.status == "COMPLETE"]
             (ctx.output_root / flow.stem).mkdir(parents=True, exist_ok=True)
             write_results(ctx.output_root / flow.stem, mine)
@@ -437,7 +468,7 @@ def resume_run(
         settings,
         schema,
     )
-    tasks = [Task(t["raw"], t.get("flow")) for t in batch["tasks"]]
+    tasks = [_task_from(t) for t in batch["tasks"]]
     rejected = [Rejected(r["file"], r["reason"], r.get("flow")) for r in batch.get("rejected", [])]
     batch.update(status=RunStatus.RUNNING, can_resume=True, resumed_at=_now())
     write_batch(output_folder, batch)

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from flowd.engine.document import Document
 from flowd.engine.records import Record
 from flowd.engine.steps.mapping import text_of
+from flowd.errors import StepOutputError
 from flowd.fsutil import display_name, write_atomic
 
 DOC_SUFFIX = ".ibdoc"
@@ -76,22 +77,44 @@ class FolderStore:
         write_atomic(self._path(folder, key, DOC_SUFFIX), data.encode("utf-8", "replace"))
 
     def load_document(self, folder: str, key: str) -> Document | None:
+        path = os.path.join(self.root, folder, key + DOC_SUFFIX)
         try:
-            with open(os.path.join(self.root, folder, key + DOC_SUFFIX), "rb") as fh:
-                return Document.from_dict(json.loads(fh.read()))
-        except (OSError, ValueError, KeyError, TypeError):
-            return None  # absent or unreadable: the step simply runs again
+            with open(path, "rb") as fh:
+                raw = fh.read()
+        except FileNotFoundError:
+            return None  # not written yet: the step runs
+        try:
+            return Document.from_dict(json.loads(raw))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise _unreadable(self.root, path, exc) from None
 
     def save_records(self, folder: str, key: str, step: str, records: list[Record]) -> None:
         data = json.dumps(_message(key, step, records), ensure_ascii=False, default=str)
         write_atomic(self._path(folder, key, MSG_SUFFIX), data.encode("utf-8", "replace"))
 
     def load_records(self, folder: str, key: str, doc: Document) -> list[Record] | None:
+        path = os.path.join(self.root, folder, key + MSG_SUFFIX)
         try:
-            with open(os.path.join(self.root, folder, key + MSG_SUFFIX), "rb") as fh:
-                return _records(json.loads(fh.read()), key, doc)
-        except (OSError, ValueError, KeyError, TypeError):
+            with open(path, "rb") as fh:
+                raw = fh.read()
+        except FileNotFoundError:
             return None
+        try:
+            return _records(json.loads(raw), key, doc)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise _unreadable(self.root, path, exc) from None
+
+
+def _unreadable(root: Path, path: str, exc: Exception) -> StepOutputError:
+    """Step outputs are written atomically, so one that does not parse was edited by hand (a
+    reviewer correcting a checkpoint) or damaged: say so instead of silently recomputing it,
+    which would throw the correction away."""
+    where = os.path.relpath(path, root)
+    cause = str(exc) if isinstance(exc, ValueError) else f"missing or wrong key {exc}"
+    return StepOutputError(
+        f"{display_name(where)} is not a valid step output ({cause}); fix it, or delete it to "
+        "recompute that step, then resume"
+    )
 
 
 class MemoryStore:

@@ -36,9 +36,22 @@ FORMAT_VERSION = 1
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 
 
-def content_hash(settings: dict[str, Any], entries: dict[str, str]) -> str:
-    """sha256 over the compile settings and every entry's hash: the identity of a binary."""
-    canonical = json.dumps({"settings": settings, "entries": entries}, sort_keys=True)
+HASHED_KEYS = (
+    "binary_type",
+    "compile_settings",
+    "flows",
+    "contains_udfs",
+    "udf_scripts",
+    "entries",
+)
+"""Manifest keys covered by ``content_sha256``: everything that describes what the binary does
+(``contains_udfs`` gates what an API may run, so it must not be forgeable); not ``created_at`` or
+``flowd_version``, which say when and by what it was built."""
+
+
+def content_hash(manifest: dict[str, Any]) -> str:
+    """sha256 over the manifest's :data:`HASHED_KEYS`: the identity of a binary."""
+    canonical = json.dumps({k: manifest.get(k) for k in HASHED_KEYS}, sort_keys=True)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -61,8 +74,8 @@ def build_binary(spec: ProjectSpec, settings: CompileSettings, created_at: datet
         "contains_udfs": bool(spec.udf_scripts),
         "udf_scripts": list(spec.udf_scripts),
         "entries": hashes,
-        "content_sha256": content_hash(settings_dict, hashes),
     }
+    manifest["content_sha256"] = content_hash(manifest)
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
         _add(zf, MANIFEST, json.dumps(manifest, indent=2, sort_keys=True).encode() + b"\n")
@@ -98,8 +111,19 @@ class CompiledBinary:
 
     @cached_property
     def project(self) -> ProjectSpec:
+        """The runnable project, UDF scripts executed: load it only where steps run."""
+        return self._load(run_udfs=True)
+
+    @cached_property
+    def plan(self) -> ProjectSpec:
+        """The project without executing UDF code: enough to plan a run (types, flows, fields)."""
+        return self._load(run_udfs=False)
+
+    def _load(self, run_udfs: bool) -> ProjectSpec:
         try:
-            return load_project(ArchiveReader(self.entries), self.compile_settings)
+            return load_project(
+                ArchiveReader(self.entries), self.compile_settings, run_udfs=run_udfs
+            )
         except CompileError as exc:
             raise BinaryError(self.name, f"its project no longer loads: {exc}") from exc
 
@@ -151,12 +175,11 @@ def _verify(name: str, manifest: dict[str, Any], entries: dict[str, bytes]) -> N
     for entry, expected in sorted(listed.items()):
         if hashlib.sha256(entries[entry]).hexdigest() != expected:
             raise BinaryError(name, f"entry {entry!r} was altered (sha256 mismatch)")
-    settings = manifest.get("compile_settings")
-    if not isinstance(settings, dict) or content_hash(settings, listed) != manifest.get(
-        "content_sha256"
+    if not isinstance(manifest.get("compile_settings"), dict) or content_hash(manifest) != (
+        manifest.get("content_sha256")
     ):
         raise BinaryError(
-            name, "content_sha256 does not match the entries (the binary was altered)"
+            name, "content_sha256 does not match the manifest (the binary was altered)"
         )
 
 

@@ -168,7 +168,7 @@ class ClassifierFile(_Strict):
 
     version: Literal[1]
     default_class: Annotated[str, Field(min_length=1)]
-    min_score: float = 1.0
+    min_score: Annotated[float, Field(gt=0)] = 1.0
     classes: Annotated[tuple[ClassifierClass, ...], Field(min_length=1)]
 
     @field_validator("classes")

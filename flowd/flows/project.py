@@ -77,7 +77,8 @@ class CompileSettings:
 class _Loader:
     """One load: a reader, the problems found so far, and caches of modules already loaded."""
 
-    def __init__(self, reader: SourceReader) -> None:
+    def __init__(self, reader: SourceReader, run_udfs: bool) -> None:
+        self.run_udfs = run_udfs
         self.reader = RecordingReader(reader)
         self.problems: list[Problem] = []
         self._classifiers: dict[str, ClassifierSpec | None] = {}
@@ -215,6 +216,11 @@ class _Loader:
     def udf(
         self, source: JsonSource, at: Path, relpath: str, st: fm.ApplyUdfSettings
     ) -> UdfSpec | None:
+        if not self.run_udfs:
+            # Planning only (the parent of a run, an API process): the script must be there,
+            # but user code runs only where the steps run.
+            code = self._read_udf(source, at, relpath)
+            return None if code is None else UdfSpec(relpath, st.function, st.kind, st.fields, None)
         module = self._udf_modules.get(relpath)
         if relpath not in self._udf_modules:
             module = self._import_udf(source, at, relpath)
@@ -231,14 +237,17 @@ class _Loader:
             return None
         return UdfSpec(relpath, st.function, st.kind, st.fields, function)
 
-    def _import_udf(self, source: JsonSource, at: Path, relpath: str) -> types.ModuleType | None:
+    def _read_udf(self, source: JsonSource, at: Path, relpath: str) -> bytes | None:
         try:
-            code_bytes = self.reader.read(relpath)
+            return self.reader.read(relpath)
         except (FileNotFoundError, ProjectPathError, IsADirectoryError, OSError) as exc:
             cause = "not found" if isinstance(exc, FileNotFoundError) else str(exc)
             self.problems.append(source.problem((*at, "script"), f"UDF script {relpath}: {cause}"))
             return None
-        return import_udf(relpath, code_bytes, self.problems)
+
+    def _import_udf(self, source: JsonSource, at: Path, relpath: str) -> types.ModuleType | None:
+        code = self._read_udf(source, at, relpath)
+        return None if code is None else import_udf(relpath, code, self.problems)
 
     # -- flows -----------------------------------------------------------------------------
     def flow(self, relpath: str) -> FlowSpec | None:
@@ -375,9 +384,16 @@ def _describe(err: Any, loc: Path, source: JsonSource) -> str:
     return f"{where}: {msg}"
 
 
-def load_project(reader: SourceReader, settings: CompileSettings) -> ProjectSpec:
-    """Load and check the project that ``settings`` describe; raise CompileError on any problem."""
-    loader = _Loader(reader)
+def load_project(
+    reader: SourceReader, settings: CompileSettings, *, run_udfs: bool = True
+) -> ProjectSpec:
+    """Load and check the project that ``settings`` describe; raise CompileError on any problem.
+
+    ``run_udfs=False`` loads a *plan*: everything but the UDF scripts' code, which is then not
+    executed (``UdfSpec.function`` is ``None``). Processes that only plan a run use it, so user code
+    runs only in the processes that run steps.
+    """
+    loader = _Loader(reader, run_udfs)
     flows: list[FlowSpec] = []
     metaflow: MetaflowSpec | None = None
     kind = settings.binary_type

@@ -84,7 +84,7 @@ class UdfSpec:
     function_name: str
     kind: str
     fields: tuple[str, ...]
-    function: Callable[..., Any]
+    function: Callable[..., Any] | None  # None in a plan (see load_project's run_udfs)
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ import pypdfium2.raw as pdfium_c
 from flowd.engine.digitize.frame import PageFrame
 from flowd.engine.digitize.layout import Box, layout_page
 from flowd.engine.digitize.ocr import require_tesseract, tesseract_path
+from flowd.engine.digitize.pdf_objects import PdfObjects
 from flowd.engine.digitize.pdf_ocr import ocr_page, ocr_pictures
 from flowd.engine.digitize.pdf_text import text_layer, turn_boxes
 from flowd.engine.digitize.settings import DigitizeSettings
@@ -49,7 +50,7 @@ def read_pdf(file_name: str, data: bytes, settings: DigitizeSettings) -> tuple[P
         count = len(pdf)
         if count == 0:
             raise DocumentError(file_name, "PDF has no pages")
-        reader = _PageReader(file_name, pdf, settings)
+        reader = _PageReader(file_name, data, pdf, settings)
         return tuple(reader.read(index) for index in range(count))
     finally:
         pdf.close()
@@ -83,10 +84,14 @@ def _open_failure(data: bytes, code: int) -> str:
 class _PageReader:
     """Reads the pages of one open PDF; asks for Tesseract at most once, when first needed."""
 
-    def __init__(self, file_name: str, pdf: pdfium.PdfDocument, settings: DigitizeSettings):
+    def __init__(
+        self, file_name: str, data: bytes, pdf: pdfium.PdfDocument, settings: DigitizeSettings
+    ):
         self.file_name = file_name
+        self.data = data
         self.pdf = pdf
         self.settings = settings
+        self._objects: PdfObjects | None = None
         self._lang: str | None = None
         self._has_tesseract = settings.ocr == "auto" and tesseract_path() is not None
 
@@ -95,6 +100,15 @@ class _PageReader:
         if self._lang is None:
             self._lang = require_tesseract(self.file_name, self.settings.languages)
         return self._lang
+
+    def objects(self) -> PdfObjects:
+        """The file's objects, by which its pictures are known again (made when first needed)."""
+        if self._objects is None:
+            self._objects = PdfObjects(
+                self.data,
+                encrypted=pdfium_c.FPDF_GetSecurityHandlerRevision(self.pdf.raw) != -1,
+            )
+        return self._objects
 
     def read(self, index: int) -> Page:
         try:
@@ -136,6 +150,7 @@ class _PageReader:
                 frame,
                 boxes,
                 textpage.raw,
+                objects=self.objects(),
                 file_name=self.file_name,
                 lang=self.lang(),
             )

@@ -9,8 +9,11 @@ the text layer already has (text printed over a picture).
 
 Two shortcuts keep this affordable: a picture that covers most of a page whose text is invisible is
 a scan that some OCR program already gave a text layer, so it is not read again; and the words of a
-picture are remembered by the picture's pixels, because the same letterhead comes on every invoice
-of an issuer.
+picture are remembered, because the same letterhead comes on every invoice of an issuer (and often
+on every page). A picture is known again by what makes it — its stream, dictionary and mask, read
+from the file (:class:`~.pdf_objects.PdfObjects`), and the size and turn it is rendered at — so a
+remembered picture costs a hash instead of a rendering; only a picture that the file's bytes do not
+name for sure (an inline image, an encrypted file) is rendered first and known by its pixels.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from PIL import Image
 from flowd.engine.digitize.frame import PageFrame
 from flowd.engine.digitize.layout import Box
 from flowd.engine.digitize.ocr import PAGE_PSM, OcrWord, grey, page_boxes, recognize
+from flowd.engine.digitize.pdf_objects import PdfObjects
 from flowd.errors import DocumentError
 
 RENDER_DPI = 300.0
@@ -49,7 +53,8 @@ MIN_PICTURE_CONF = 60.0
 has two letters or digits: artwork comes back as confident-looking ``)``, ``—`` or ``8)``."""
 
 MAX_FORM_DEPTH = 8
-CACHE_SIZE = 64
+CACHE_SIZE = 256
+"""Pictures remembered per process (a few words each), the least recently used forgotten first."""
 
 _TRANSPOSE = {
     90: Image.Transpose.ROTATE_270,
@@ -62,7 +67,8 @@ Matrix = tuple[float, float, float, float, float, float]
 _IDENTITY: Matrix = (1.0, 0.0, 0.0, 1.0, 0.0, 0.0)
 
 _cache_lock = threading.Lock()
-_cache: OrderedDict[tuple[bytes, tuple[int, int], str, int], list[OcrWord]] = OrderedDict()
+_cache: OrderedDict[tuple[object, ...], tuple[int, list[OcrWord]]] = OrderedDict()
+"""Picture → the width in pixels it was read at and its words."""
 
 
 class Picture(NamedTuple):
@@ -94,10 +100,14 @@ def ocr_pictures(
     text: list[Box],
     textpage: Any,
     *,
+    objects: PdfObjects,
     file_name: str,
     lang: str,
 ) -> list[Box]:
-    """The words of the page's pictures that the text layer ``text`` does not already have."""
+    """The words of the page's pictures that the text layer ``text`` does not already have.
+
+    ``objects`` are the PDF's bytes, by which pictures seen before are known again.
+    """
     page_area = max(frame.width * frame.height, 1.0)
     found: list[Box] = []
     for picture in pictures(page, frame):
@@ -107,11 +117,13 @@ def ocr_pictures(
         scan = (x1 - x0) * (y1 - y0) >= SCAN_SHARE * page_area
         if scan and text and _text_is_invisible(textpage):
             continue
-        image = _render_picture(pdf, page, picture, frame.rotation)
-        if image is None:
+        read = _picture_words(
+            pdf, page, picture, frame.rotation, objects, file_name=file_name, lang=lang, scan=scan
+        )
+        if read is None:
             continue
-        words = _recognize_cached(image, file_name=file_name, lang=lang, scan=scan)
-        k = (x1 - x0) / image.width
+        width, words = read
+        k = (x1 - x0) / width
         if scan:
             boxes = page_boxes(words, k, x0, y0)
         else:
@@ -123,6 +135,12 @@ def ocr_pictures(
         below = [b for b in text if b[1] < x1 and b[3] > x0 and b[2] < y1 and b[4] > y0]
         found.extend(b for b in boxes if not _covered(b, below))
     return found
+
+
+def forget_pictures() -> None:
+    """Forget every remembered picture (the next sight of each is OCR'd again)."""
+    with _cache_lock:
+        _cache.clear()
 
 
 def pictures(page: pdfium.PdfPage, frame: PageFrame) -> list[Picture]:
@@ -199,13 +217,57 @@ def _render_scale(width_pt: float, height_pt: float, scale: float) -> float:
     return scale
 
 
-def _render_picture(
-    pdf: pdfium.PdfDocument, page: pdfium.PdfPage, picture: Picture, rotation: int
-) -> Image.Image | None:
-    """The picture alone (mask applied, on white, turned as displayed) at about 300 dpi.
+def _picture_words(
+    pdf: pdfium.PdfDocument,
+    page: pdfium.PdfPage,
+    picture: Picture,
+    rotation: int,
+    objects: PdfObjects,
+    *,
+    file_name: str,
+    lang: str,
+    scan: bool,
+) -> tuple[int, list[OcrWord]] | None:
+    """The width in pixels the picture is read at and its words; ``None``: not a readable picture.
 
-    PDFium renders an image object at one pixel per unit of its matrix, so the matrix is scaled for
-    the call and put back.
+    Remembered per process (:data:`CACHE_SIZE` pictures) by what the picture is made of and how
+    it is rendered, or, when the file does not tell what it is made of, by its rendered pixels.
+    """
+    target = _render_target(picture)
+    if target is None:
+        return None
+    original, scaled = target
+    handle = picture.handle
+    # PDFium applies the image's own matrix, not its forms': turn what is left to see it as shown
+    turn = (rotation - picture.container_turn) % 360
+    psm = PAGE_PSM if scan else PICTURE_PSM
+    key: tuple[object, ...] | None = None
+    source = objects.image_digest(_raw_data(handle))
+    if source is not None:
+        matrix = (scaled.a, scaled.b, scaled.c, scaled.d, scaled.e, scaled.f)
+        key = ("source", source, matrix, turn, _fill_color(handle), lang, psm)
+        remembered = _recall(key)
+        if remembered is not None:
+            return remembered
+    image = _render_picture(pdf, page, handle, original, scaled, turn)
+    if image is None:
+        return None
+    if key is None:
+        pixels = hashlib.blake2b(image.tobytes(), digest_size=16).digest()
+        key = ("pixels", pixels, image.size, lang, psm)
+        remembered = _recall(key)
+        if remembered is not None:
+            return remembered
+    words = recognize(image, file_name=file_name, lang=lang, dpi=RENDER_DPI, psm=psm)
+    _remember(key, (image.width, words))
+    return image.width, words
+
+
+def _render_target(picture: Picture) -> tuple[pdfium_c.FS_MATRIX, pdfium_c.FS_MATRIX] | None:
+    """The picture's matrix and the one that renders it at about 300 dpi; ``None``: too small.
+
+    PDFium renders an image object at one pixel per unit of its matrix, so the matrix is scaled
+    for the rendering.
     """
     handle = picture.handle
     width_px, height_px = ctypes.c_uint(), ctypes.c_uint()
@@ -221,6 +283,38 @@ def _render_picture(
     scaled = pdfium_c.FS_MATRIX(
         original.a * k, original.b * k, original.c * k, original.d * k, original.e, original.f
     )
+    return original, scaled
+
+
+def _raw_data(handle: Any) -> bytes:
+    """The image's stream data as stored in the file (still compressed)."""
+    get_raw = pdfium_c.FPDFImageObj_GetImageDataRaw
+    size = get_raw(handle, None, 0)
+    if size <= 0:
+        return b""
+    buffer = ctypes.create_string_buffer(size)
+    if get_raw(handle, buffer, size) != size:
+        return b""
+    return buffer.raw
+
+
+def _fill_color(handle: Any) -> tuple[int, ...]:
+    """The colour a stencil mask is painted in, and the alpha every image is painted with."""
+    r, g, b, a = ctypes.c_uint(), ctypes.c_uint(), ctypes.c_uint(), ctypes.c_uint()
+    if not pdfium_c.FPDFPageObj_GetFillColor(handle, r, g, b, a):
+        return ()
+    return r.value, g.value, b.value, a.value
+
+
+def _render_picture(
+    pdf: pdfium.PdfDocument,
+    page: pdfium.PdfPage,
+    handle: Any,
+    original: pdfium_c.FS_MATRIX,
+    scaled: pdfium_c.FS_MATRIX,
+    turn: int,
+) -> Image.Image | None:
+    """The picture alone (mask applied, on white, turned by ``turn``) at the ``scaled`` matrix."""
     pdfium_c.FPDFPageObj_SetMatrix(handle, scaled)
     try:
         raw = pdfium_c.FPDFImageObj_GetRenderedBitmap(pdf.raw, page.raw, handle)
@@ -229,33 +323,24 @@ def _render_picture(
     if not raw:
         return None
     image = grey(pdfium.PdfBitmap.from_raw(raw).to_pil())  # a copy; the bitmap is freed with it
-    # PDFium applies the image's own matrix, not its forms': turn what is left to see it as shown
-    turn = (rotation - picture.container_turn) % 360
     if turn in _TRANSPOSE:
         image = image.transpose(_TRANSPOSE[turn])
     return image
 
 
-def _recognize_cached(
-    image: Image.Image, *, file_name: str, lang: str, scan: bool
-) -> list[OcrWord]:
-    """OCR a picture, or recall its words: the same letterhead comes on every invoice of an issuer.
-
-    The memo is per process and bounded (:data:`CACHE_SIZE` pictures, least recently used out).
-    """
-    psm = PAGE_PSM if scan else PICTURE_PSM
-    key = (hashlib.blake2b(image.tobytes(), digest_size=16).digest(), image.size, lang, psm)
+def _recall(key: tuple[object, ...]) -> tuple[int, list[OcrWord]] | None:
     with _cache_lock:
-        words = _cache.get(key)
-        if words is not None:
+        remembered = _cache.get(key)
+        if remembered is not None:
             _cache.move_to_end(key)
-            return words
-    words = recognize(image, file_name=file_name, lang=lang, dpi=RENDER_DPI, psm=psm)
+        return remembered
+
+
+def _remember(key: tuple[object, ...], read: tuple[int, list[OcrWord]]) -> None:
     with _cache_lock:
-        _cache[key] = words
+        _cache[key] = read
         if len(_cache) > CACHE_SIZE:
             _cache.popitem(last=False)
-    return words
 
 
 def _covered(box: Box, text: list[Box]) -> bool:

@@ -74,6 +74,8 @@ def _to_date(value: Any) -> str:
 def _to_text(value: Any) -> str:
     if isinstance(value, (list, dict)):
         return _fail(value, "TEXT")
+    if isinstance(value, bool):
+        return "true" if value else "false"  # as the formula language writes them
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)

@@ -8,13 +8,14 @@ or returns the wrong shape fails its file with a :class:`~flowd.errors.StepError
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from types import MappingProxyType
 from typing import Any
 
 from flowd.engine.context import UdfContext, UdfLogger
 from flowd.engine.records import FieldValue, Record, RecordStatus, merge_fields
 from flowd.engine.steps.env import StepEnv
-from flowd.errors import StepError, StepTimeoutError
+from flowd.errors import StepError
 from flowd.flows.specs import UdfSpec
 
 
@@ -30,10 +31,14 @@ def record_to_dict(rec: Record) -> dict[str, Any]:
     }
 
 
-def record_from_dict(original: Record, data: Any, where: str) -> Record:
+class UdfShapeError(ValueError):
+    """A UDF returned something that is not what its kind must return."""
+
+
+def record_from_dict(original: Record, data: Any) -> Record:
     if not isinstance(data, dict) or not isinstance(data.get("fields"), dict):
-        raise ValueError(
-            f"{where} must return a record dict with a 'fields' dict, got {type(data).__name__}"
+        raise UdfShapeError(
+            f"returned {type(data).__name__}, not the record dict with a 'fields' dict it was given"
         )
     types = {f.key: f.field_type for f in original.fields}
     old = original.field_map()
@@ -62,24 +67,34 @@ def _context(spec: UdfSpec, env: StepEnv) -> UdfContext:
 
 
 def _fail(spec: UdfSpec, file: str, exc: BaseException) -> StepError:
-    return StepError(
-        "apply_udf", file, f"{spec.path}:{spec.function_name} raised {type(exc).__name__}: {exc}"
-    )
+    where = f"{spec.path}:{spec.function_name}"
+    if isinstance(exc, UdfShapeError):
+        return StepError("apply_udf", file, f"{where} {exc}")
+    return StepError("apply_udf", file, f"{where} raised {type(exc).__name__}: {exc}")
+
+
+def _function(spec: UdfSpec) -> Callable[..., Any]:
+    if spec.function is None:  # a plan was handed to a runner: a bug of ours, not the user's
+        raise RuntimeError(f"UDF {spec.path}:{spec.function_name} was not loaded in this process")
+    return spec.function
+
+
+# What a UDF may raise and still fail only its file. ``SystemExit`` is included: a UDF calling
+# ``sys.exit()`` must not end the worker, let alone the run. Step alarms and Ctrl-C pass through.
+UDF_FAILURES = (Exception, SystemExit)
 
 
 def apply_map_udf(spec: UdfSpec, records: list[Record], env: StepEnv) -> list[Record]:
     context = _context(spec, env)
+    function = _function(spec)
     out: list[Record] = []
     for rec in records:
         if rec.status is not RecordStatus.OK:
             out.append(rec)
             continue
         try:
-            result = spec.function(record_to_dict(rec), context)
-            out.append(record_from_dict(rec, result, f"{spec.path}:{spec.function_name}"))
-        except (StepTimeoutError, KeyboardInterrupt):
-            raise
-        except Exception as exc:
+            out.append(record_from_dict(rec, function(record_to_dict(rec), context)))
+        except UDF_FAILURES as exc:
             raise _fail(spec, env.file_name, exc) from exc
     return out
 
@@ -91,24 +106,24 @@ def apply_reduce_udf(spec: UdfSpec, records: list[Record], env: StepEnv) -> list
     leaves out are dropped from the flow.
     """
     context = _context(spec, env)
+    function = _function(spec)
     live = [r for r in records if r.status is RecordStatus.OK]
     by_key = {(r.file_name, r.record_index): r for r in live}
     try:
-        result = spec.function([record_to_dict(r) for r in live], context)
+        result = function([record_to_dict(r) for r in live], context)
         if not isinstance(result, list):
-            raise ValueError(f"must return a list of records, got {type(result).__name__}")
+            raise UdfShapeError(f"returned {type(result).__name__}, not a list of records")
         changed: list[Record] = []
         for item in result:
-            key = (
+            key: Any = (
                 (item.get("file_name"), item.get("record_index"))
                 if isinstance(item, dict)
                 else None
             )
-            if key not in by_key:
-                raise ValueError(f"returned a record that was not given to it: {key!r}")
-            changed.append(record_from_dict(by_key[key], item, f"{spec.path}:{spec.function_name}"))  # type: ignore[index]
-    except (StepTimeoutError, KeyboardInterrupt):
-        raise
-    except Exception as exc:
+            original = by_key.get(key) if key is not None else None
+            if original is None:
+                raise UdfShapeError(f"returned a record that was not given to it: {key!r}")
+            changed.append(record_from_dict(original, item))
+    except UDF_FAILURES as exc:
         raise _fail(spec, env.file_name, exc) from exc
     return [r for r in records if r.status is not RecordStatus.OK] + changed
