@@ -1,7 +1,8 @@
 """The ``flowd`` command line (SPEC §9).
 
 Exit codes: 0 success (run COMPLETE), 1 failure (compile errors, run FAILED), 2 usage errors and
-anything wrong before a run starts (bad binary, bad settings), 3 run STOPPED_AT_CHECKPOINT.
+anything wrong before a run starts (bad binary, bad settings), 3 run STOPPED_AT_CHECKPOINT,
+130 interrupted (Ctrl-C; the run can be resumed).
 Errors are one clear line on stderr, never a traceback. The last line on stdout is the thing made:
 the binary's path (compile) or the output folder (run).
 """
@@ -25,7 +26,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemaining
 from flowd import __version__
 from flowd.engine.pipeline import TaskProgress, TaskState
 from flowd.engine.run import RunOutcome, RunSettings, resume_run, start_run
-from flowd.errors import CompileError, FlowdError, RunInterrupted
+from flowd.errors import CompileError, FlowdError, Problem, RunInterrupted
 from flowd.flows.binary import load_binary
 from flowd.flows.compiler import compile_project, find_single_flow
 from flowd.flows.project import CompileSettings
@@ -86,6 +87,8 @@ def compile_cmd(
     """Compile the flow project in ROOT into a .ibflowbin."""
     kind = BinaryType(binary_type)
     try:
+        if not root.is_dir():
+            raise CompileError([Problem(str(root), 1, 1, "flow_project_root is not a folder")])
         if kind is BinaryType.SINGLE_FLOW and not flow_file:
             flow_file = find_single_flow(root)
         settings = CompileSettings(kind, flow_file, flows_dir, metaflow_file, classifier_file)
@@ -192,7 +195,9 @@ def _report(outcome: RunOutcome) -> None:
 )
 @click.option("--max-file-mb", type=float, default=50, show_default=True)
 @click.option("--job-id", help="≤ 50 characters of A-Z a-z 0-9 . _ -")
-@click.option("--workers", type=int, default=0, help="Worker processes; 0 = one per CPU.")
+@click.option(
+    "--workers", type=click.IntRange(min=0), default=0, help="Worker processes; 0 = one per CPU."
+)
 @click.option(
     "--resume",
     "resume",

@@ -149,7 +149,10 @@ def test_later_field_may_use_earlier_not_later(make_project: Callable[..., Path]
             {"invoice.ibflow": {"version": 1, "name": "x", "steps": [{"step": "apply_magic"}]}},
             "apply_magic",
         ),
-        ({"invoice.ibflow": flow(refiner_step("missing.ibrefiner"))}, "refiner program not found"),
+        (
+            {"invoice.ibflow": flow(refiner_step("missing.ibrefiner"))},
+            "invoice.ibflow:19:20: refiner program missing.ibrefiner not found",
+        ),
         ({"invoice.ibflow": flow(refiner_step("../outside.ibrefiner"))}, "leaves the project root"),
         (
             {

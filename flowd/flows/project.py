@@ -43,6 +43,7 @@ from flowd.flows.specs import (
 )
 
 M = TypeVar("M", bound=BaseModel)
+Ref = tuple[JsonSource, Path]  # a file and the path in it that names another file
 
 
 @dataclass(frozen=True)
@@ -88,11 +89,18 @@ class _Loader:
     def problem(self, file: str, message: str, line: int = 1, col: int = 1) -> None:
         self.problems.append(Problem(file, line, col, message))
 
-    def read_model(self, relpath: str, model: type[M], what: str) -> tuple[JsonSource, M] | None:
+    def read_model(
+        self, relpath: str, model: type[M], what: str, ref: Ref | None = None
+    ) -> tuple[JsonSource, M] | None:
+        """Read and validate one file; ``ref`` (the file and path that name it) is where a missing
+        file is reported, since that is the line to fix."""
         try:
             raw = self.reader.read(relpath)
         except FileNotFoundError:
-            self.problem(relpath, f"{what} not found")
+            if ref is not None:
+                self.problems.append(ref[0].problem(ref[1], f"{what} {relpath} not found"))
+            else:
+                self.problem(relpath, f"{what} not found")
             return None
         except (ProjectPathError, IsADirectoryError, OSError) as exc:
             self.problem(relpath, f"cannot read {what}: {exc}")
@@ -132,8 +140,8 @@ class _Loader:
             return None
 
     # -- modules ---------------------------------------------------------------------------
-    def refiner(self, relpath: str, known: list[str]) -> RefinerSpec | None:
-        loaded = self.read_model(relpath, fm.RefinerFile, "refiner program")
+    def refiner(self, relpath: str, known: list[str], ref: Ref) -> RefinerSpec | None:
+        loaded = self.read_model(relpath, fm.RefinerFile, "refiner program", ref)
         if loaded is None:
             return None
         source, model = loaded
@@ -151,15 +159,15 @@ class _Loader:
             names.append(f.name)
         return RefinerSpec(relpath, tuple(fields)) if ok else None
 
-    def classifier(self, relpath: str) -> ClassifierSpec | None:
+    def classifier(self, relpath: str, ref: Ref | None = None) -> ClassifierSpec | None:
         if relpath in self._classifiers:
             return self._classifiers[relpath]
-        spec = self._classifier(relpath)
+        spec = self._classifier(relpath, ref)
         self._classifiers[relpath] = spec
         return spec
 
-    def _classifier(self, relpath: str) -> ClassifierSpec | None:
-        loaded = self.read_model(relpath, fm.ClassifierFile, "classifier")
+    def _classifier(self, relpath: str, ref: Ref | None) -> ClassifierSpec | None:
+        loaded = self.read_model(relpath, fm.ClassifierFile, "classifier", ref)
         if loaded is None:
             return None
         source, model = loaded
@@ -196,8 +204,10 @@ class _Loader:
             return None
         return ClassifierSpec(relpath, model.default_class, model.min_score, tuple(classes))
 
-    def checkpoint(self, relpath: str, known: list[str], straight: bool) -> CheckpointSpec | None:
-        loaded = self.read_model(relpath, fm.ValidationsFile, "validations")
+    def checkpoint(
+        self, relpath: str, known: list[str], straight: bool, ref: Ref
+    ) -> CheckpointSpec | None:
+        loaded = self.read_model(relpath, fm.ValidationsFile, "validations", ref)
         if loaded is None:
             return None
         source, model = loaded
@@ -282,7 +292,7 @@ class _Loader:
             return st.mode
         if isinstance(st, fm.ApplyClassifierSettings):
             path = self.resolve(source, (*at, "classifier"), st.classifier)
-            clf = self.classifier(path) if path else None
+            clf = self.classifier(path, (source, (*at, "classifier"))) if path else None
             if clf is None:
                 return None
             unknown = [c for c in st.filter_classes if c not in clf.labels]
@@ -297,7 +307,7 @@ class _Loader:
             return ClassifierStepSpec(clf, st.filter_classes)
         if isinstance(st, fm.ApplyRefinerSettings):
             path = self.resolve(source, (*at, "program"), st.program)
-            refiner = self.refiner(path, known) if path else None
+            refiner = self.refiner(path, known, (source, (*at, "program"))) if path else None
             if refiner is not None:
                 known.extend(f.name for f in refiner.fields)
             return refiner
@@ -309,7 +319,8 @@ class _Loader:
             return udf
         assert isinstance(st, fm.ApplyCheckpointSettings)
         path = self.resolve(source, (*at, "validations"), st.validations)
-        return self.checkpoint(path, known, st.straight_through) if path else None
+        ref = (source, (*at, "validations"))
+        return self.checkpoint(path, known, st.straight_through, ref) if path else None
 
     def flows_in(self, flows_dir: str, setting: str) -> list[str]:
         try:
