@@ -240,3 +240,36 @@ def test_killed_run_leaves_no_worker_behind(
         )
 
     wait_for(gone, timeout_s=30, what="the workers to die with their parent")
+
+
+def test_udf_that_cannot_import_where_it_runs(
+    make_project: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    udf = (
+        "import os\n"
+        "if os.environ.get('FLOWD_TEST_NO_VENDORLIB'):\n"
+        "    raise ImportError('No module named vendorlib')\n"
+        "def f(record, context):\n"
+        "    return record\n"
+    )
+    root = make_project(
+        {
+            "invoice.ibflow": flow(
+                {"step": "apply_udf", "settings": {"script": "u.py", "function": "f"}}
+            ),
+            "u.py": udf,
+        }
+    )
+    binary = compile_project(root, SINGLE).path  # imports fine here
+    docs = tmp_path / "input"
+    docs.mkdir()
+    for i in range(3):
+        (docs / f"{i}.txt").write_text("text")
+    monkeypatch.setenv("FLOWD_TEST_NO_VENDORLIB", "1")  # ...but not on the "machine" that runs it
+    outcome = start_run(binary, docs, RunSettings(workers=2))
+    errors = errors_by_file(outcome)
+    assert sorted(errors) == ["0.txt", "1.txt", "2.txt"]
+    for name, error in errors.items():
+        assert error.startswith(f"{name}: cannot load the binary in a worker: BinaryError")
+        assert "u.py:3:1: UDF script fails on import: ImportError: No module named vendorlib" in error
+    check_well_formed(outcome.output_folder)

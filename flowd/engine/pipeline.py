@@ -146,9 +146,12 @@ class TaskRunner:
         started = time.perf_counter()
         try:
             progress = self._advance(task, fresh=fresh, release=release)
-        except (StepTimeoutError, MissingDependencyError, StepOutputError) as exc:
+        except (StepTimeoutError, MissingDependencyError) as exc:
             # A retry may succeed: the step may be faster next time, the package may get installed.
             progress = TaskProgress(task, TaskState.FAILED, error=exc.message, transient=True)
+        except StepOutputError as exc:  # fixed by a person, then resumed
+            error = f"{display_name(task.file)}: {exc.message}"
+            progress = TaskProgress(task, TaskState.FAILED, error=error, transient=True)
         except (DocumentError, StepError) as exc:
             progress = TaskProgress(task, TaskState.FAILED, error=exc.message)
         except FlowdError as exc:
@@ -359,13 +362,26 @@ class TaskRunner:
                 out = apply_reduce_udf(entry.step.payload, gathered, self._env(None, entry, None))
         except StepAlarm:
             assert self.ctx.step_timeout_s is not None
-            error = StepTimeoutError(entry.step.kind, "(all files)", self.ctx.step_timeout_s)
             return [
-                TaskProgress(t, TaskState.FAILED, error=error.message, transient=True)
+                TaskProgress(
+                    t,
+                    TaskState.FAILED,
+                    error=StepTimeoutError(
+                        "apply_udf (reduce)", display_name(t.file), self.ctx.step_timeout_s
+                    ).message,
+                    transient=True,
+                )
                 for t in tasks
             ]
-        except StepError as exc:
-            return [TaskProgress(t, TaskState.FAILED, error=exc.message) for t in tasks]
+        except StepError as exc:  # one reduce over all files: each of them fails with its cause
+            return [
+                TaskProgress(
+                    t,
+                    TaskState.FAILED,
+                    error=StepError("apply_udf (reduce)", display_name(t.file), exc.cause).message,
+                )
+                for t in tasks
+            ]
         shares: dict[str, list[Record]] = {t.file: [] for t in owner.values()}
         for rec in out:
             found = owner.get(rec.file_name)

@@ -59,18 +59,26 @@ def _worker_main(conn: Connection, factory: RunnerFactory, parent_pid: int | Non
     # Tesseract starts a thread per core by default; with a worker per core that oversubscribes
     # the machine several times over.
     os.environ.setdefault("OMP_THREAD_LIMIT", "1")
-    runner = factory()
+    try:
+        runner: TaskRunner | None = factory()
+        broken = ""
+    except Exception as exc:  # e.g. a UDF script that imports a package this machine lacks
+        runner, broken = None, f"cannot load the binary in a worker: {type(exc).__name__}: {exc}"
     try:
         while True:
             chunk = conn.recv()
             if chunk is None:
                 break
             for call_id, call in chunk:
-                conn.send((call_id, execute(runner, call)))
+                result = (
+                    execute(runner, call) if runner is not None else _failures(call, broken, False)
+                )
+                conn.send((call_id, result))
     except (EOFError, BrokenPipeError, KeyboardInterrupt):
         pass
     finally:
-        runner.timeline.close()
+        if runner is not None:
+            runner.timeline.close()
 
 
 @dataclass
