@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cache, cached_property
 from typing import Any
 
 from lark import Lark, Token, Tree
@@ -31,7 +31,12 @@ NUMBER: /-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?/
 %ignore WS
 """
 
-_parser = Lark(_JSON_GRAMMAR, start="value", parser="lalr", propagate_positions=True)
+
+@cache
+def _parser() -> Lark:
+    """Built on first use: positions are needed only when a project file has an error."""
+    return Lark(_JSON_GRAMMAR, start="value", parser="lalr", propagate_positions=True, cache=True)
+
 
 Path = tuple[str | int, ...]
 
@@ -72,7 +77,7 @@ class JsonSource:
     def _positions(self) -> tuple[dict[Path, tuple[int, int]], dict[Path, tuple[int, int]]]:
         values: dict[Path, tuple[int, int]] = {}
         keys: dict[Path, tuple[int, int]] = {}
-        _walk(_parser.parse(self.text), (), values, keys)
+        _walk(_parser().parse(self.text), (), values, keys)
         return values, keys
 
     def position(self, path: Path, *, key: bool = False) -> tuple[int, int]:
