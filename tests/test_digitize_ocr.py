@@ -20,7 +20,9 @@ from fpdf import FPDF
 from fpdf.enums import TextMode
 from PIL import Image, ImageDraw, ImageFont
 
-from flowd.engine.digitize import DigitizeSettings, digitize
+from flowd.engine.digitize import DigitizeSettings, digitize, pdf_ocr
+from flowd.engine.digitize.ocr import forget_tesseract, tesseract_path
+from flowd.engine.digitize.pdf_ocr import forget_pictures
 from flowd.errors import DocumentError, MissingDependencyError
 
 CORPUS = Path(__file__).resolve().parent / "fixtures" / "corpus"
@@ -160,6 +162,27 @@ def test_missing_tesseract_fails_only_files_that_need_ocr(
     assert digitize("scan.pdf", scanned_pdf(draw(INVOICE_IMAGE)), NEVER).text == ""
 
 
+def test_tesseract_is_found_once_but_a_missing_one_is_looked_for_again(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Searching PATH costs a stat per folder on every PDF; installing Tesseract must still heal
+    a retry without restarting the workers."""
+    monkeypatch.setattr(pytesseract.pytesseract, "tesseract_cmd", "tesseract")
+    monkeypatch.setenv("PATH", str(tmp_path))
+    program = tmp_path / "tesseract"
+    try:
+        assert tesseract_path() is None
+        program.write_text("#!/bin/sh\n")
+        program.chmod(0o755)
+        assert tesseract_path() == str(program)  # installed since: found
+        program.unlink()
+        assert tesseract_path() == str(program)  # remembered, not searched again
+        forget_tesseract()
+        assert tesseract_path() is None
+    finally:
+        forget_tesseract()
+
+
 @requires_tesseract
 def test_a_language_that_is_not_installed_is_named_with_its_package() -> None:
     settings = DigitizeSettings(languages=("eng", "xyz"))
@@ -225,6 +248,77 @@ def test_a_transparent_logo_is_read_on_white() -> None:
     clear, black = (0, 0, 0, 0), (0, 0, 0, 255)
     logo = draw(LOGO, (1000, 140), font_px=56, mode="RGBA", background=clear, ink=black)
     assert "GLOBEX CORPORATION" in digitize("alpha.pdf", text_page_with_logo(logo), AUTO).text
+
+
+@requires_tesseract
+def test_transparent_logos_of_one_size_are_not_mistaken_for_each_other() -> None:
+    """Both are black pixels of one size, told apart by their masks alone: the memo of pictures
+    must not recall one for the other."""
+    clear, black = (0, 0, 0, 0), (0, 0, 0, 255)
+    globex = draw(LOGO, (1000, 140), font_px=56, mode="RGBA", background=clear, ink=black)
+    initech = draw(
+        [(30, 40, "INITECH LIMITED")],
+        (1000, 140),
+        font_px=56,
+        mode="RGBA",
+        background=clear,
+        ink=black,
+    )
+    first = digitize("globex.pdf", text_page_with_logo(globex), AUTO).text
+    second = digitize("initech.pdf", text_page_with_logo(initech), AUTO).text
+    assert "GLOBEX" in first and "INITECH" not in first, first
+    assert "INITECH" in second and "GLOBEX" not in second, second
+
+
+def invoice_with_logo(logo: Image.Image, number: str) -> bytes:
+    pdf = FPDF(unit="pt", format="A4")
+    pdf.add_page()
+    pdf.image(logo, x=40, y=30, w=220)
+    pdf.set_font("Helvetica", size=11)
+    pdf.text(40, 160, "Invoice Number:")
+    pdf.text(400, 160, number)
+    return bytes(pdf.output())
+
+
+class Spy:
+    """Counts the calls of one of pdf_ocr's functions, which still does its work."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+        self.calls = 0
+        real = getattr(pdf_ocr, name)
+
+        def counted(*args: object, **kwargs: object) -> object:
+            self.calls += 1
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(pdf_ocr, name, counted)
+
+
+@requires_tesseract
+def test_a_letterhead_is_read_once_per_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same letterhead comes on every invoice of an issuer: its words are recalled, without
+    rendering the picture again, until the memo is forgotten."""
+    rendered, read = Spy(monkeypatch, "_render_picture"), Spy(monkeypatch, "recognize")
+    logo = draw(LOGO, (1000, 140), font_px=56)
+    forget_pictures()
+    first = digitize("t-1001.pdf", invoice_with_logo(logo, "T-1001"), AUTO)
+    second = digitize("t-1002.pdf", invoice_with_logo(logo, "T-1002"), AUTO)
+    assert (rendered.calls, read.calls) == (1, 1)
+    assert second.text.splitlines()[0].strip() == "GLOBEX CORPORATION", second.text
+    assert second.text == first.text.replace("T-1001", "T-1002")
+    assert second.pages[0].words[:2] == first.pages[0].words[:2]  # at the same place
+    forget_pictures()
+    digitize("t-1003.pdf", invoice_with_logo(logo, "T-1003"), AUTO)
+    assert (rendered.calls, read.calls) == (2, 2)
+
+
+@requires_tesseract
+def test_a_letterhead_on_every_page_is_read_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    read = Spy(monkeypatch, "recognize")
+    forget_pictures()
+    quality = digitize("qh.pdf", (CORPUS / "QualityHosting.pdf").read_bytes(), AUTO)
+    assert all("QualityHosting" in p.text.splitlines()[0] for p in quality.pages)
+    assert quality.page_count == 2 and read.calls == 1
 
 
 @requires_tesseract

@@ -14,14 +14,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 PAGE_SEPARATOR = "\f"
 
 
-@dataclass(frozen=True, slots=True)
-class Word:
-    """One word and its box on its page (points, top-left origin)."""
+class Word(NamedTuple):
+    """One word and its box on its page (points, top-left origin).
+
+    A named tuple rather than a dataclass: PDFs carry thousands of words, and building tuples is
+    several times cheaper.
+    """
 
     text: str
     x0: float

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import operator
 from collections.abc import Sequence
 
 from flowd.engine.document import Word
@@ -78,8 +79,8 @@ def layout_page(boxes: Sequence[Box]) -> tuple[str, tuple[Word, ...]]:
     if not boxes:
         return "", ()
     lines = _group_lines(boxes)
-    left = min(b[1] for b in boxes)
-    right = max(b[3] for b in boxes)
+    left = min(map(_x0, boxes))
+    right = max(map(_x1, boxes))
     char_w = max(_char_width(boxes), (right - left) / MAX_COLUMNS, 1e-3)
     line_h = _median([ln[1] - ln[0] for ln in lines]) or 1.0
     for line in lines:
@@ -87,7 +88,7 @@ def layout_page(boxes: Sequence[Box]) -> tuple[str, tuple[Word, ...]]:
     usual = min(WORD_SPACES * _word_space(lines, char_w), MAX_PHRASE_COLUMNS * char_w)
     phrase_gap = max(PHRASE_COLUMNS * char_w, usual)
     out: list[str] = []
-    words: list[Word] = []
+    ordered: list[Box] = []
     prev_bottom: float | None = None
     for top, bottom, members in lines:
         if prev_bottom is not None:
@@ -95,23 +96,26 @@ def layout_page(boxes: Sequence[Box]) -> tuple[str, tuple[Word, ...]]:
             if blank > 0:
                 out.extend([""] * min(MAX_BLANK_LINES, blank))
         prev_bottom = bottom
-        out.append(_render_line(members, left, char_w, phrase_gap, words))
-    return "\n".join(out), tuple(words)
+        out.append(_render_line(members, left, char_w, phrase_gap, ordered))
+    # Word objects are made once, at the end: a frozen dataclass is slow to build word by word
+    return "\n".join(out), tuple(itertools.starmap(Word, ordered))
 
 
 def _word_space(lines: list[tuple[float, float, list[Box]]], char_w: float) -> float:
     """The page's usual gap between neighbouring words, 0 when there are too few to tell."""
     gaps: list[float] = []
+    widest = 3 * char_w
     for _, _, members in lines:
         for before, after in itertools.pairwise(members):
             gap = after[1] - before[3]
-            if 0 < gap < 3 * char_w:
+            if 0 < gap < widest:
                 gaps.append(gap)
     return _median(gaps) if len(gaps) >= MIN_GAPS else 0.0
 
 
-def _x0(box: Box) -> float:
-    return box[1]
+_x0 = operator.itemgetter(1)
+"""A box's left edge (a C-level key: sorting and scanning by it runs for every word)."""
+_x1 = operator.itemgetter(3)
 
 
 def _centre2(box: Box) -> float:
@@ -147,22 +151,28 @@ def _greedy_lines(boxes: Sequence[Box]) -> list[tuple[float, float, list[Box]]]:
     """
     lines: list[tuple[float, float, list[Box]]] = []
     doubtful: list[tuple[Box, int, float]] = []
+    min_overlap, sure_overlap, lookback = MIN_OVERLAP, SURE_OVERLAP, LOOKBACK_LINES
+    last = -1  # the index of the last line
     for box in sorted(boxes, key=_centre2):
         top = box[2]
         bottom = box[4]
         height = bottom - top
-        for j in range(len(lines) - 1, max(-1, len(lines) - 1 - LOOKBACK_LINES), -1):
+        # min() and max() spelled out: this loop runs for every word of every PDF page
+        j = last
+        while j >= 0 and j > last - lookback:
             l_top, l_bottom, members = lines[j]
-            # min() and max() spelled out: this loop runs for every word of every PDF page
             overlap = (bottom if bottom < l_bottom else l_bottom) - (top if top > l_top else l_top)
-            smaller = height if height < l_bottom - l_top else l_bottom - l_top
-            if overlap >= 0 and overlap >= MIN_OVERLAP * smaller:
+            l_height = l_bottom - l_top
+            smaller = height if height < l_height else l_height
+            if overlap >= 0 and overlap >= min_overlap * smaller:
                 members.append(box)
-                if overlap < SURE_OVERLAP * smaller:
+                if overlap < sure_overlap * smaller:
                     doubtful.append((box, j, overlap / smaller))
                 break
+            j -= 1
         else:
             lines.append((top, bottom, [box]))
+            last += 1
     for box, j, ratio in doubtful:
         best, best_ratio = j, ratio + 0.1
         for k in (j - 1, j + 1):
@@ -197,34 +207,43 @@ def _overlap_ratio(box: Box, top: float, bottom: float) -> float:
 
 
 def _render_line(
-    members: list[Box], left: float, char_w: float, phrase_gap: float, words: list[Word]
+    members: list[Box], left: float, char_w: float, phrase_gap: float, ordered: list[Box]
 ) -> str:
     """One line of text: phrases placed on the character grid; appends the line's words."""
-    parts: list[str] = []
-    cursor = 0  # length of the text built so far
-    prev: Box | None = None
-    for box in members:
+    if not members:
+        return ""
+    boxes = iter(members)
+    first = next(boxes)
+    text = first[0]
+    col = int((first[1] - left) / char_w + 0.5)
+    parts = [" " * col, text] if col > 0 else [text]
+    cursor = (col if col > 0 else 0) + len(text)  # length of the text built so far
+    ordered.append(first)
+    same_word = 0.2 * char_w + 0.5  # closer than this, the same word is a repeat
+    prev_text, prev_x0, prev_x1 = text, first[1], first[3]
+    prev_height = first[4] - first[2]
+    for box in boxes:
         text, x0, y0, x1, y1 = box
-        if prev is not None:
-            gap = x0 - prev[3]
-            if text == prev[0] and abs(x0 - prev[1]) < 0.2 * char_w + 0.5:
-                continue  # the same word painted twice, slightly offset ("fake bold")
-            if gap < phrase_gap or gap < PHRASE_GAP * max(y1 - y0, prev[4] - prev[2]):
-                parts.append(" ")
-                cursor += 1
-            else:
-                col = max(int((x0 - left) / char_w + 0.5), cursor + 2)
-                parts.append(" " * (col - cursor))
-                cursor = col
+        if text == prev_text and abs(x0 - prev_x0) < same_word:
+            continue  # the same word painted twice, slightly offset ("fake bold")
+        gap = x0 - prev_x1
+        height = y1 - y0
+        if gap < phrase_gap or gap < PHRASE_GAP * (prev_height if prev_height > height else height):
+            parts.append(" ")
+            cursor += 1
         else:
             col = int((x0 - left) / char_w + 0.5)
-            if col > 0:
-                parts.append(" " * col)
-                cursor = col
+            if col < cursor + 2:
+                col = cursor + 2
+            parts.append(" " * (col - cursor))
+            cursor = col
         parts.append(text)
         cursor += len(text)
-        words.append(Word(text, x0, y0, x1, y1))
-        prev = box
+        ordered.append(box)
+        prev_text = text
+        prev_x0 = x0
+        prev_x1 = x1
+        prev_height = height
     return "".join(parts)
 
 

@@ -14,6 +14,7 @@ logo's letters are often drawn by its alpha mask alone.
 from __future__ import annotations
 
 import functools
+import os
 import shutil
 import subprocess
 from typing import NamedTuple
@@ -49,10 +50,30 @@ class OcrWord(NamedTuple):
     conf: float
 
 
+_found: dict[tuple[str, str], str] = {}
+"""``(command, PATH)`` → where the program is, found once per process (:func:`tesseract_path`)."""
+
+
 def tesseract_path() -> str | None:
-    """Where the ``tesseract`` program pytesseract would run is, or ``None`` when it is missing."""
+    """Where the ``tesseract`` program pytesseract would run is, or ``None`` when it is missing.
+
+    Asked for every PDF under ``ocr = "auto"``, and a search of ``PATH`` costs a ``stat`` per
+    folder, so a program found is remembered for its command and ``PATH``. A missing one is looked
+    for again each time: installing the package must heal a retry without restarting the workers.
+    """
     command: str = pytesseract.pytesseract.tesseract_cmd
-    return shutil.which(command)
+    key = (command, os.environ.get("PATH", ""))
+    path = _found.get(key)
+    if path is None:
+        path = shutil.which(command)
+        if path is not None:
+            _found[key] = path
+    return path
+
+
+def forget_tesseract() -> None:
+    """Forget where Tesseract was found: the next :func:`tesseract_path` searches again."""
+    _found.clear()
 
 
 def require_tesseract(file_name: str, languages: tuple[str, ...]) -> str:
@@ -135,6 +156,7 @@ def recognize(
             output_type=pytesseract.Output.DICT,
         )
     except pytesseract.TesseractNotFoundError as exc:
+        forget_tesseract()  # uninstalled since it was found: look again next time
         raise MissingDependencyError(file_name, MISSING_TESSERACT) from exc
     except pytesseract.TesseractError as exc:
         raise DocumentError(file_name, f"OCR failed: {exc.message}") from exc

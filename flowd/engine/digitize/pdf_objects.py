@@ -18,8 +18,12 @@ wrong picture.
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import re
+from typing import Any
+
+import pypdfium2.raw as pdfium_c
 
 MAX_DEPTH = 6
 """References are followed this deep (image → its mask → the mask's length, a palette → its data)."""
@@ -37,6 +41,18 @@ _OBJ_HEADER = re.compile(rb"([0-9]+)" + _S + rb"+([0-9]+)" + _S + rb"+\Z")
 _HEADER_ROOM = 24
 _WHITE = b" \t\r\n\f\x00"
 _AFTER_OBJ = _WHITE + b"<[(/"
+
+
+def stream_data(image: Any) -> bytes:
+    """The stream data of a PDFium image object as stored in the file (still encoded)."""
+    get_raw = pdfium_c.FPDFImageObj_GetImageDataRaw
+    size = get_raw(image, None, 0)
+    if size <= 0:
+        return b""
+    buffer = ctypes.create_string_buffer(size)
+    if get_raw(image, buffer, size) != size:
+        return b""
+    return buffer.raw
 
 
 class PdfObjects:

@@ -29,10 +29,11 @@ import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
 from PIL import Image
 
+from flowd.engine.digitize import pdfium_plain as plain
 from flowd.engine.digitize.frame import PageFrame
 from flowd.engine.digitize.layout import Box
 from flowd.engine.digitize.ocr import PAGE_PSM, OcrWord, grey, page_boxes, recognize
-from flowd.engine.digitize.pdf_objects import PdfObjects
+from flowd.engine.digitize.pdf_objects import PdfObjects, stream_data
 from flowd.errors import DocumentError
 
 RENDER_DPI = 300.0
@@ -146,13 +147,13 @@ def forget_pictures() -> None:
 def pictures(page: pdfium.PdfPage, frame: PageFrame) -> list[Picture]:
     """Every image object of the page, also inside form XObjects, with its displayed box."""
     found: list[Picture] = []
-    count, get = pdfium_c.FPDFPage_CountObjects, pdfium_c.FPDFPage_GetObject
-    _walk(page.raw, count, get, _IDENTITY, 0, frame, found)
+    count, get = plain.PAGE_COUNT_OBJECTS, plain.PAGE_GET_OBJECT
+    _walk(plain.handle(page.raw), count, get, _IDENTITY, 0, frame, found)
     return found
 
 
 def _walk(
-    container: Any,
+    container: plain.Handle,
     count: Any,
     get: Any,
     matrix: Matrix,
@@ -160,26 +161,32 @@ def _walk(
     frame: PageFrame,
     found: list[Picture],
 ) -> None:
-    get_type = pdfium_c.FPDFPageObj_GetType
+    # every text run of a page is an object too: the plain calls keep this walk cheap
+    get_type, image, form = (
+        plain.OBJECT_TYPE,
+        pdfium_c.FPDF_PAGEOBJ_IMAGE,
+        pdfium_c.FPDF_PAGEOBJ_FORM,
+    )
     left, bottom = ctypes.c_float(), ctypes.c_float()
     right, top = ctypes.c_float(), ctypes.c_float()
     for index in range(count(container)):
         obj = get(container, index)
         kind = get_type(obj)
-        if kind == pdfium_c.FPDF_PAGEOBJ_IMAGE:
-            if not pdfium_c.FPDFPageObj_GetBounds(obj, left, bottom, right, top):
+        if kind == image:
+            handle = plain.typed(obj, pdfium_c.FPDF_PAGEOBJECT)
+            if not pdfium_c.FPDFPageObj_GetBounds(handle, left, bottom, right, top):
                 continue
             box = _transform_box(matrix, left.value, bottom.value, right.value, top.value)
             shown = frame.to_display(*box)
             scale = math.hypot(matrix[0], matrix[1]) or 1.0
             turn = round(math.degrees(math.atan2(matrix[1], matrix[0])) / 90) * 90 % 360
-            found.append(Picture(obj, shown, scale, turn))
-        elif kind == pdfium_c.FPDF_PAGEOBJ_FORM and depth < MAX_FORM_DEPTH:
+            found.append(Picture(handle, shown, scale, turn))
+        elif kind == form and depth < MAX_FORM_DEPTH:
             fs = pdfium_c.FS_MATRIX()
-            if not pdfium_c.FPDFPageObj_GetMatrix(obj, fs):
+            if not pdfium_c.FPDFPageObj_GetMatrix(plain.typed(obj, pdfium_c.FPDF_PAGEOBJECT), fs):
                 continue
             inner = _compose((fs.a, fs.b, fs.c, fs.d, fs.e, fs.f), matrix)
-            count_in, get_in = pdfium_c.FPDFFormObj_CountObjects, pdfium_c.FPDFFormObj_GetObject
+            count_in, get_in = plain.FORM_COUNT_OBJECTS, plain.FORM_GET_OBJECT
             _walk(obj, count_in, get_in, inner, depth + 1, frame, found)
 
 
@@ -242,7 +249,7 @@ def _picture_words(
     turn = (rotation - picture.container_turn) % 360
     psm = PAGE_PSM if scan else PICTURE_PSM
     key: tuple[object, ...] | None = None
-    source = objects.image_digest(_raw_data(handle))
+    source = objects.image_digest(stream_data(handle))
     if source is not None:
         matrix = (scaled.a, scaled.b, scaled.c, scaled.d, scaled.e, scaled.f)
         key = ("source", source, matrix, turn, _fill_color(handle), lang, psm)
@@ -284,18 +291,6 @@ def _render_target(picture: Picture) -> tuple[pdfium_c.FS_MATRIX, pdfium_c.FS_MA
         original.a * k, original.b * k, original.c * k, original.d * k, original.e, original.f
     )
     return original, scaled
-
-
-def _raw_data(handle: Any) -> bytes:
-    """The image's stream data as stored in the file (still compressed)."""
-    get_raw = pdfium_c.FPDFImageObj_GetImageDataRaw
-    size = get_raw(handle, None, 0)
-    if size <= 0:
-        return b""
-    buffer = ctypes.create_string_buffer(size)
-    if get_raw(handle, buffer, size) != size:
-        return b""
-    return buffer.raw
 
 
 def _fill_color(handle: Any) -> tuple[int, ...]:

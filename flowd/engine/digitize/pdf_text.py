@@ -10,17 +10,22 @@ call; words are the runs of non-blank characters in it (PDFium already inserts a
 wherever glyphs are apart), and a run normally needs only the "loose" boxes (font ascent to descent,
 so every glyph on a line has the same height) of its first and last character. Only a run whose two
 ends disagree — a jump in height, a backward step, glyphs spread out, vertical text — is measured
-char by char. The ctypes functions and the rectangle buffer are bound once per page.
+char by char. PDFium is called through :mod:`.pdfium_plain` (typed ctypes bindings cost more than
+the call), the rectangle buffer is bound once per page, and the loop spells out what it would
+otherwise call per word (:meth:`PageFrame.to_display` and :meth:`PageFrame.contains`), with the
+same arithmetic, so the boxes are the same to the last bit.
 """
 
 from __future__ import annotations
 
 import ctypes
 import re
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import pypdfium2.raw as pdfium_c
 
+from flowd.engine.digitize import pdfium_plain as plain
 from flowd.engine.digitize.frame import PageFrame
 from flowd.engine.digitize.layout import Box
 
@@ -68,59 +73,99 @@ def text_layer(textpage: Any, frame: PageFrame) -> TextLayer:
     if _garbled(textpage, chars):
         return TextLayer([], 0, garbled=True)
     ligatures = _HAS_LIGATURE.search(chars) is not None
-    rect = pdfium_c.FS_RECTF()
-    rect_ref = ctypes.byref(rect)
-    get_box = pdfium_c.FPDFText_GetLooseCharBox
-    to_display = frame.to_display
+    char_box = _char_boxes(textpage, frame)  # for irregular runs; the usual two boxes inline:
+    handle = plain.handle(textpage)
+    rect = (ctypes.c_float * 4)()  # FS_RECTF: left, top, right, bottom
+    values = memoryview(rect).cast("B").cast("f")
+    get_box = plain.LOOSE_CHAR_BOX
+    upright = frame.rotation == 0
+    page_left, page_top, to_display = frame.left, frame.top, frame.to_display
+    # frame.contains, spelled out: twice the centre of a box lies within twice the page
+    width2, height2 = 2 * frame.width, 2 * frame.height
     boxes: list[Box] = []
     weight = [0, 0, 0]  # characters in horizontal, downward and upward runs (index: turn)
+    regular = 0  # characters of the runs measured at their ends, added to weight[0] at the end
 
     for match in _WORD.finditer(chars):
         start, end = match.span()
-        text = match.group()
+        text = match[0]
         if ligatures:
             text = text.translate(_LIGATURES)
-        get_box(textpage, start, rect_ref)
-        x0, y0, x1, y1 = to_display(rect.left, rect.bottom, rect.right, rect.top)
+        get_box(handle, start, rect)
+        left, top, right, bottom = values
+        if upright:  # frame.to_display, spelled out for the usual page
+            x0 = left - page_left
+            y0 = page_top - top
+            x1 = right - page_left
+            y1 = page_top - bottom
+        else:
+            x0, y0, x1, y1 = to_display(left, bottom, right, top)
         height = y1 - y0
         if height < 0.01:  # a font without ascent/descent metrics (some Type 3 fonts)
             height = pdfium_c.FPDFText_GetFontSize(textpage, start) or 10.0
             y0 = y1 - height
         if end - start > 1:
-            get_box(textpage, end - 1, rect_ref)
-            u0, v0, u1, v1 = to_display(rect.left, rect.bottom, rect.right, rect.top)
+            get_box(handle, end - 1, rect)
+            left, top, right, bottom = values
+            if upright:
+                u0 = left - page_left
+                v0 = page_top - top
+                u1 = right - page_left
+                v1 = page_top - bottom
+            else:
+                u0, v0, u1, v1 = to_display(left, bottom, right, top)
             if (
                 u0 < x0 - 0.25 * height  # steps backwards
                 or abs(v1 - y1) > 0.3 * height  # ends on another baseline: superscript, vertical
                 or u1 - x0 > 1.2 * height * (end - start)  # glyphs spread out without a blank
             ):
-                for word in _measured_run(textpage, start, end, text, to_display, weight):
-                    if frame.contains(word[1], word[2], word[3], word[4]):
+                for word in _measured_run(char_box, start, end, text, weight):
+                    if 0.0 <= word[1] + word[3] <= width2 and 0.0 <= word[2] + word[4] <= height2:
                         boxes.append(word)
                 continue
-            weight[0] += end - start
+            regular += end - start
             x1 = u1
             if v0 < y0:
                 y0 = v0
             if v1 > y1:
                 y1 = v1
-        if frame.contains(x0, y0, x1, y1):
+        if 0.0 <= x0 + x1 <= width2 and 0.0 <= y0 + y1 <= height2:
             boxes.append((text, x0, y0, x1, y1))
 
+    weight[0] += regular
     if max(weight[DOWNWARD], weight[UPWARD]) > weight[0]:
         return TextLayer(boxes, DOWNWARD if weight[DOWNWARD] >= weight[UPWARD] else UPWARD)
     return TextLayer(boxes, 0)
 
 
+CharBox = Callable[[int], tuple[float, float, float, float]]
+"""A char index → its loose box as displayed ``(x0, y0, x1, y1)``."""
+
+
+def _char_boxes(textpage: Any, frame: PageFrame) -> CharBox:
+    """The loose box of a char of ``textpage``, as displayed (see :class:`PageFrame`)."""
+    handle = plain.handle(textpage)
+    rect = (ctypes.c_float * 4)()  # FS_RECTF: left, top, right, bottom
+    values = memoryview(rect).cast("B").cast("f")
+    get_box, to_display = plain.LOOSE_CHAR_BOX, frame.to_display
+
+    def char_box(index: int) -> tuple[float, float, float, float]:
+        get_box(handle, index, rect)
+        left, top, right, bottom = values
+        return to_display(left, bottom, right, top)
+
+    return char_box
+
+
 def _garbled(textpage: Any, chars: str, samples: int = 32) -> bool:
     """Whether most characters (a sample of them) are glyphs PDFium could not map to Unicode."""
-    has_error = pdfium_c.FPDFText_HasUnicodeMapError
+    has_error, handle = plain.HAS_UNICODE_MAP_ERROR, plain.handle(textpage)
     seen = errors = 0
     for index in range(0, len(chars), max(1, len(chars) // samples)):
         if chars[index].isspace():
             continue
         seen += 1
-        errors += has_error(textpage, index) == 1
+        errors += has_error(handle, index) == 1
     return seen > 0 and errors > 0.5 * seen
 
 
@@ -147,21 +192,10 @@ def _char(code: int) -> str:
 
 
 def _measured_run(
-    textpage: Any,
-    start: int,
-    end: int,
-    text: str,
-    to_display: Any,
-    weight: list[int],
+    char_box: CharBox, start: int, end: int, text: str, weight: list[int]
 ) -> list[Box]:
     """Cut one irregular run into words from the box of each of its characters."""
-    rect = pdfium_c.FS_RECTF()
-    rect_ref = ctypes.byref(rect)
-    get_box = pdfium_c.FPDFText_GetLooseCharBox
-    cells: list[tuple[float, float, float, float]] = []
-    for index in range(start, end):
-        get_box(textpage, index, rect_ref)
-        cells.append(to_display(rect.left, rect.bottom, rect.right, rect.top))
+    cells = [char_box(index) for index in range(start, end)]
     if len(text) != len(cells):  # a ligature was spelled out: keep the run whole
         return [_union(text, cells)]
     first, last = cells[0], cells[-1]
