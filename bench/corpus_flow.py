@@ -58,14 +58,14 @@ def main() -> None:
 
         started = time.perf_counter()
         for path in files:
-            plain_text(path.name, path.read_bytes())
+            plain_text(path, path.read_bytes())
         raw_s = time.perf_counter() - started
 
         layout_s = None
         if shutil.which("pdftotext"):
             started = time.perf_counter()
             for path in files:
-                pdftotext(path)
+                pdftotext(path, b"")
             layout_s = time.perf_counter() - started
 
         started = time.perf_counter()
