@@ -16,16 +16,15 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
+from common import REPO, compile_example, run
 from pdf_text import pdftotext, plain_text
 
-REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO / "examples" / "samples" / "invoices"
 
 
@@ -45,16 +44,7 @@ def main() -> None:
                 shutil.copyfile(pdf, inbox / f"{pdf.stem}-{i:04d}.pdf")
         files = sorted(inbox.iterdir())
         n = len(files)
-        project = work / "invoices"
-        shutil.copytree(
-            REPO / "examples" / "invoices", project, ignore=shutil.ignore_patterns("build")
-        )
-        compiled = subprocess.run(
-            [sys.executable, "-m", "flowd.cli", "compile", str(project)],
-            capture_output=True,
-            text=True,
-        )
-        binary = compiled.stdout.strip().splitlines()[-1]
+        binary = compile_example(work)
 
         started = time.perf_counter()
         for path in files:
@@ -69,22 +59,7 @@ def main() -> None:
             layout_s = time.perf_counter() - started
 
         started = time.perf_counter()
-        ran = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "flowd.cli",
-                "run",
-                binary,
-                str(inbox),
-                "--output-dir",
-                str(work / "out"),
-                "--workers",
-                str(args.workers),
-            ],
-            capture_output=True,
-            text=True,
-        )
+        ran = run(binary, inbox, work / "out", args.workers)
         flowd_s = time.perf_counter() - started
         rows = (
             json.loads((work / "out" / "results.json").read_text())

@@ -20,16 +20,15 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
+from common import compile_example, run
 from gen_invoices import generate
 
-REPO = Path(__file__).resolve().parents[1]
 NUMBER = re.compile(r"(?i)invoice[ \t]*(?:no\.?|number|#)[ \t]*:?[ \t]*([A-Z0-9][A-Z0-9/-]{3,})")
 DATE = re.compile(r"Date:?[ \t]*(.+?)(?:[ \t]{2,}|$)", re.M)
 TOTAL = re.compile(r"Total:[ \t]*(.+?)(?:[ \t]{2,}|$)", re.M)
@@ -61,12 +60,6 @@ def floor(inbox: Path, out: Path) -> float:
     return time.perf_counter() - started
 
 
-def flowd(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "flowd.cli", *args], capture_output=True, text=True
-    )
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--count", type=int, default=5000)
@@ -83,27 +76,12 @@ def main() -> None:
     try:
         inbox = work / "inbox"
         expected = generate(inbox, args.count)
-        project = work / "invoices"
-        shutil.copytree(
-            REPO / "examples" / "invoices", project, ignore=shutil.ignore_patterns("build")
-        )
-        compiled = flowd("compile", str(project))
-        if compiled.returncode != 0:
-            sys.exit(f"compile failed:\n{compiled.stderr}")
-        binary = compiled.stdout.strip().splitlines()[-1]
+        binary = compile_example(work)
 
         floor_s = floor(inbox, work / "floor")
 
         started = time.perf_counter()
-        ran = flowd(
-            "run",
-            binary,
-            str(inbox),
-            "--output-dir",
-            str(work / "out"),
-            "--workers",
-            str(args.workers),
-        )
+        ran = run(binary, inbox, work / "out", args.workers)
         flowd_s = time.perf_counter() - started
         if ran.returncode != 0:
             sys.exit(f"flowd run exited {ran.returncode}:\n{ran.stderr[-2000:]}")
