@@ -25,7 +25,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemaining
 
 from flowd import __version__
 from flowd.engine.pipeline import TaskProgress, TaskState
-from flowd.engine.run import RunOutcome, RunSettings, resume_run, start_run
+from flowd.engine.resume import resume_run
+from flowd.engine.run import start_run
+from flowd.engine.settings import RunOutcome, RunSettings
 from flowd.errors import CompileError, FlowdError, Problem, RunInterrupted
 from flowd.flows.binary import load_binary
 from flowd.flows.compiler import compile_project, find_single_flow

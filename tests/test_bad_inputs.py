@@ -12,7 +12,8 @@ import pytest
 from conftest import REFINER, flow, refiner_step, text_invoice
 from fpdf import FPDF
 
-from flowd.engine.run import RunOutcome, RunSettings, start_run
+from flowd.engine.run import start_run
+from flowd.engine.settings import RunOutcome, RunSettings
 from flowd.flows.compiler import compile_project
 from flowd.flows.project import CompileSettings
 from flowd.flows.specs import BinaryType
@@ -271,5 +272,7 @@ def test_udf_that_cannot_import_where_it_runs(
     assert sorted(errors) == ["0.txt", "1.txt", "2.txt"]
     for name, error in errors.items():
         assert error.startswith(f"{name}: cannot load the binary in a worker: BinaryError")
-        assert "u.py:3:1: UDF script fails on import: ImportError: No module named vendorlib" in error
+        assert (
+            "u.py:3:1: UDF script fails on import: ImportError: No module named vendorlib" in error
+        )
     check_well_formed(outcome.output_folder)

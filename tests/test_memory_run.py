@@ -10,7 +10,8 @@ import pytest
 from conftest import REFINER, flow, refiner_step, text_invoice
 
 from flowd.engine.memory_run import MemoryRunSettings, run_documents
-from flowd.engine.run import RunSettings, start_run
+from flowd.engine.run import start_run
+from flowd.engine.settings import RunSettings
 from flowd.errors import RunSettingsError
 from flowd.flows.binary import load_binary
 from flowd.flows.compiler import compile_project

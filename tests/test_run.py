@@ -13,7 +13,9 @@ from typing import Any
 import pytest
 from conftest import REFINER, flow, refiner_step, text_invoice
 
-from flowd.engine.run import RunOutcome, RunSettings, resume_run, start_run
+from flowd.engine.resume import resume_run
+from flowd.engine.run import start_run
+from flowd.engine.settings import RunOutcome, RunSettings
 from flowd.errors import ResumeError, RunSettingsError
 from flowd.flows.compiler import compile_project
 from flowd.flows.project import CompileSettings

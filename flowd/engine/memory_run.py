@@ -19,7 +19,7 @@ from flowd.engine.executor import InlineExecutor
 from flowd.engine.inputs import make_tasks
 from flowd.engine.output import FileResult, file_result
 from flowd.engine.pipeline import TaskRunner
-from flowd.engine.run import check_runtime_config, new_run_id
+from flowd.engine.settings import check_runtime_config, new_run_id
 from flowd.engine.store import MemoryStore
 from flowd.errors import DocumentError, RunSettingsError
 from flowd.flows.binary import CompiledBinary

@@ -1,4 +1,4 @@
-"""Run a binary over a folder into an output folder; resume a stopped or interrupted run.
+"""Run a binary over a folder into an output folder (resuming is in :mod:`flowd.engine.resume`).
 
 This is ``flowd run`` without the terminal: it validates the settings (SPEC §5.2–5.3), lays out the
 output folder (§5.1), drives the tasks on an executor, and writes ``batch.ibflowresults``,
@@ -8,14 +8,12 @@ output folder (§5.1), drives the tasks on an executor, and writes ``batch.ibflo
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
 import uuid
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 
 import structlog
@@ -24,94 +22,24 @@ from flowd.engine.context import MB, RunContext
 from flowd.engine.driver import ProgressHook, drive
 from flowd.engine.executor import Executor
 from flowd.engine.inputs import Rejected, make_tasks, scan
-from flowd.engine.output import FileResult, file_result, read_batch, write_batch, write_results
+from flowd.engine.output import FileResult, file_result, write_batch, write_results
 from flowd.engine.pipeline import Task, TaskProgress, TaskRunner, TaskState
 from flowd.engine.pool import WorkerPool
 from flowd.engine.schema import SchemaChange
+from flowd.engine.settings import (
+    RunOutcome,
+    RunSettings,
+    RunStatus,
+    check_job_id,
+    check_runtime_config,
+    new_run_id,
+)
 from flowd.engine.store import FolderStore
-from flowd.errors import DocumentError, ResumeError, RunInterrupted, RunSettingsError
+from flowd.errors import DocumentError, RunInterrupted, RunSettingsError
 from flowd.flows.binary import CompiledBinary, load_binary
 from flowd.fsutil import display_name, write_atomic
 
 log = structlog.get_logger("flowd.run")
-
-JOB_ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
-
-
-class RunStatus:
-    RUNNING = "RUNNING"
-    COMPLETE = "COMPLETE"
-    FAILED = "FAILED"
-    STOPPED_AT_CHECKPOINT = "STOPPED_AT_CHECKPOINT"
-
-
-@dataclass(frozen=True)
-class RunSettings:
-    """The seed's run settings that a local run uses (SPEC §5.2)."""
-
-    output_dir: Path | None = None
-    output_has_run_id: bool = False
-    delete_out_dir: bool = False
-    log_to_timeline: bool = False
-    save_binary_to_output: bool = True
-    runtime_config: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
-    step_timeout_s: float | None = 300.0
-    max_file_mb: float = 50.0
-    job_id: str | None = None
-    workers: int = 0  # 0 = one per CPU
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "output_has_run_id": self.output_has_run_id,
-            "delete_out_dir": self.delete_out_dir,
-            "log_to_timeline": self.log_to_timeline,
-            "save_binary_to_output": self.save_binary_to_output,
-            "runtime_config": dict(self.runtime_config),
-            "step_timeout_s": self.step_timeout_s,
-            "max_file_mb": self.max_file_mb,
-        }
-
-
-@dataclass(frozen=True)
-class RunOutcome:
-    job_id: str
-    run_id: str
-    output_folder: Path
-    status: str
-    can_resume: bool
-    files: tuple[FileResult, ...]
-    summary: Mapping[str, int]
-
-    @property
-    def exit_code(self) -> int:
-        return {RunStatus.COMPLETE: 0, RunStatus.STOPPED_AT_CHECKPOINT: 3}.get(self.status, 1)
-
-
-def new_run_id(now: datetime | None = None) -> str:
-    """``2026-11-28T23-59-01Z-3f9a2c``: sortable by time, unique by its random tail."""
-    stamp = (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H-%M-%SZ")
-    return f"{stamp}-{secrets.token_hex(3)}"
-
-
-def check_job_id(job_id: str) -> str:
-    if not job_id or len(job_id) > 50 or not set(job_id) <= JOB_ID_CHARS:
-        raise RunSettingsError(
-            f"job_id {job_id!r} is invalid: use 1-50 characters of A-Z a-z 0-9 . _ -"
-        )
-    return job_id
-
-
-def check_runtime_config(config: Any, binary: CompiledBinary) -> SchemaChange | None:
-    """Validate ``runtime_config`` now, before anything runs; return its schema change."""
-    if not isinstance(config, Mapping):
-        raise RunSettingsError("runtime_config must be a JSON object")
-    prefix = config.get("log_prefix")
-    if prefix is not None and not isinstance(prefix, str):
-        raise RunSettingsError("runtime_config.log_prefix must be a string")
-    raw = config.get("modify_output_schema")
-    if raw is None:
-        return None
-    return SchemaChange.parse(raw, binary.plan.field_names)
 
 
 def _output_base(input_dir: Path, settings: RunSettings) -> Path:
@@ -252,7 +180,7 @@ def start_run(
     output_root.mkdir(parents=True, exist_ok=True)
     if settings.save_binary_to_output:
         write_atomic(output_root / binary_path.name, binary.data)  # the verified bytes
-    ctx = _context(job_id, run_id, output_root, input_dir, settings, schema)
+    ctx = run_context(job_id, run_id, output_root, input_dir, settings, schema)
     batch = {
         "job_id": job_id,
         "run_id": run_id,
@@ -262,7 +190,7 @@ def start_run(
         "output_folder": str(output_root),
         "status": RunStatus.RUNNING,
         "can_resume": True,
-        "started_at": _now(),
+        "started_at": now_iso(),
         "settings": settings.to_dict(),
         "tasks": [_task_entry(t) for t in tasks],
         "rejected": [
@@ -270,7 +198,7 @@ def start_run(
         ],
     }
     write_batch(output_root, batch)
-    return _execute(
+    return execute_run(
         binary,
         ctx,
         settings.workers,
@@ -292,12 +220,12 @@ def _task_entry(task: Task) -> dict[str, Any]:
     return entry
 
 
-def _task_from(entry: dict[str, Any]) -> Task:
+def task_from_entry(entry: dict[str, Any]) -> Task:
     raw = entry.get("file_bytes_hex")
     return Task(os.fsdecode(bytes.fromhex(raw)) if raw else entry["file"], entry.get("flow"))
 
 
-def _context(
+def run_context(
     job_id: str,
     run_id: str,
     output_root: Path,
@@ -318,11 +246,11 @@ def _context(
     )
 
 
-def _now() -> str:
+def now_iso() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _execute(
+def execute_run(
     binary: CompiledBinary,
     ctx: RunContext,
     workers: int,
@@ -412,7 +340,7 @@ def _finish(
     batch.update(
         status=status,
         can_resume=stopped or transient,
-        finished_at=_now(),
+        finished_at=now_iso(),
         run_summary=summary,
         files=[r.to_dict() for r in results],
     )
@@ -425,71 +353,4 @@ def _finish(
         bool(batch["can_resume"]),
         tuple(results),
         summary,
-    )
-
-
-def resume_run(
-    output_folder: Path,
-    *,
-    workers: int = 0,
-    on_start: Callable[[int], None] | None = None,
-    on_progress: ProgressHook | None = None,
-    executor_factory: ExecutorFactory = pool_executor,
-) -> RunOutcome:
-    """Continue a run stopped at a checkpoint (re-reading the checkpoint's possibly corrected
-    records), interrupted, or failed: every task goes on from its last finished step."""
-    try:
-        batch = read_batch(output_folder)
-    except FileNotFoundError:
-        raise ResumeError(
-            f"{output_folder} is not a flowd run folder (no batch.ibflowresults)"
-        ) from None
-    except ValueError as exc:
-        raise ResumeError(f"{output_folder}/batch.ibflowresults is unreadable: {exc}") from None
-    if batch.get("status") == RunStatus.COMPLETE:
-        raise ResumeError(f"the run in {output_folder} is already COMPLETE; nothing to resume")
-    binary = _binary_for(output_folder, batch)
-    raw = batch["settings"]
-    settings = RunSettings(
-        output_has_run_id=bool(raw.get("output_has_run_id")),
-        log_to_timeline=bool(raw.get("log_to_timeline")),
-        save_binary_to_output=bool(raw.get("save_binary_to_output", True)),
-        runtime_config=raw.get("runtime_config") or {},
-        step_timeout_s=raw.get("step_timeout_s"),
-        max_file_mb=float(raw.get("max_file_mb", 50)),
-        workers=workers,
-    )
-    schema = check_runtime_config(settings.runtime_config, binary)
-    ctx = _context(
-        batch["job_id"],
-        batch["run_id"],
-        output_folder.absolute(),
-        Path(batch["input_dir"]),
-        settings,
-        schema,
-    )
-    tasks = [_task_from(t) for t in batch["tasks"]]
-    rejected = [Rejected(r["file"], r["reason"], r.get("flow")) for r in batch.get("rejected", [])]
-    batch.update(status=RunStatus.RUNNING, can_resume=True, resumed_at=_now())
-    write_batch(output_folder, batch)
-    return _execute(
-        binary, ctx, workers, tasks, rejected, batch, False, on_start, on_progress, executor_factory
-    )
-
-
-def _binary_for(folder: Path, batch: dict[str, Any]) -> CompiledBinary:
-    """The run's own binary: the copy in the output folder if saved, else the original path; it
-    must have the content hash the run started with."""
-    original = Path(batch["binary_path"])
-    for candidate in (folder / original.name, original):
-        if candidate.is_file():
-            binary = load_binary(candidate)
-            if binary.content_sha256 != batch.get("binary_sha256"):
-                raise ResumeError(
-                    f"{candidate} is not the binary this run started with (it was recompiled); "
-                    "start a new run instead"
-                )
-            return binary
-    raise ResumeError(
-        f"the run's binary is gone: neither {folder / original.name} nor {original} exists"
     )
