@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import sys
@@ -10,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pypdfium2 as pdfium
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -101,3 +103,20 @@ def copy_example(tmp_path: Path) -> Callable[[str], Path]:
         return target
 
     return copy
+
+
+def on_rotated_page(landscape: bytes) -> bytes:
+    """A landscape page drawn turned on a portrait sheet with ``/Rotate 90``, as scanners and
+    print drivers make landscape pages: viewers turn it back, so it displays as ``landscape``."""
+    source = pdfium.PdfDocument(landscape)
+    target = pdfium.PdfDocument.new()
+    width, height = source[0].get_size()
+    form = source.page_as_xobject(0, target).as_pageobject()
+    form.set_matrix(pdfium.PdfMatrix(0, 1, -1, 0, height, 0))  # (x, y) -> (height - y, x)
+    page = target.new_page(height, width)
+    page.insert_obj(form)
+    page.gen_content()
+    page.set_rotation(90)
+    buffer = io.BytesIO()
+    target.save(buffer)
+    return buffer.getvalue()

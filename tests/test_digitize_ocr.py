@@ -16,6 +16,7 @@ from pathlib import Path
 import pypdfium2 as pdfium
 import pytesseract
 import pytest
+from conftest import on_rotated_page
 from fpdf import FPDF
 from fpdf.enums import TextMode
 from PIL import Image, ImageDraw, ImageFont
@@ -375,18 +376,9 @@ def test_a_logo_inside_a_form_xobject_is_found_where_it_is_shown() -> None:
 @requires_tesseract
 def test_a_logo_on_a_page_with_rotate_is_read_upright_at_its_displayed_place() -> None:
     """The page is drawn turned on its sheet and shown upright by ``/Rotate 90``."""
-    source = pdfium.PdfDocument(text_page_with_logo(draw(LOGO, (1000, 140), font_px=56)))
-    target = pdfium.PdfDocument.new()
-    width, height = source[0].get_size()
-    form = source.page_as_xobject(0, target).as_pageobject()
-    form.set_matrix(pdfium.PdfMatrix(0, 1, -1, 0, height, 0))  # (x, y) -> (height - y, x)
-    page = target.new_page(height, width)
-    page.insert_obj(form)
-    page.gen_content()
-    page.set_rotation(90)
-    buffer = io.BytesIO()
-    target.save(buffer)
-    document = digitize("rotated-letterhead.pdf", buffer.getvalue(), AUTO)
+    original = text_page_with_logo(draw(LOGO, (1000, 140), font_px=56))
+    width, _height = pdfium.PdfDocument(original)[0].get_size()
+    document = digitize("rotated-letterhead.pdf", on_rotated_page(original), AUTO)
     assert document.pages[0].width == pytest.approx(width, abs=0.5)
     assert document.text.splitlines()[0].strip() == "GLOBEX CORPORATION", document.text
     globex = next(w for w in document.pages[0].words if w.text == "GLOBEX")

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pypdfium2 as pdfium
 import pytest
+from conftest import on_rotated_page
 from fpdf import FPDF
 
 from flowd.engine.digitize import DigitizeSettings, digitize
@@ -131,28 +132,11 @@ def test_a_superscript_stays_on_its_line() -> None:
     assert lines(document)[-1] == "next line"
 
 
-def _on_rotated_page(landscape: bytes) -> bytes:
-    """A landscape page drawn turned on a portrait sheet with ``/Rotate 90``, as scanners and
-    print drivers make landscape pages: viewers turn it back, so it displays as ``landscape``."""
-    source = pdfium.PdfDocument(landscape)
-    target = pdfium.PdfDocument.new()
-    width, height = source[0].get_size()
-    form = source.page_as_xobject(0, target).as_pageobject()
-    form.set_matrix(pdfium.PdfMatrix(0, 1, -1, 0, height, 0))  # (x, y) -> (height - y, x)
-    page = target.new_page(height, width)
-    page.insert_obj(form)
-    page.gen_content()
-    page.set_rotation(90)
-    buffer = io.BytesIO()
-    target.save(buffer)
-    return buffer.getvalue()
-
-
 def test_a_page_with_rotate_reads_as_displayed() -> None:
     landscape = make_pdf(
         [(50, 60, "Top line"), (50, 90, "Invoice No:"), (700, 90, "R-90")], orientation="L"
     )
-    document = digitize("rotated.pdf", _on_rotated_page(landscape), NEVER)
+    document = digitize("rotated.pdf", on_rotated_page(landscape), NEVER)
     page = document.pages[0]
     assert page.width == pytest.approx(841.89, abs=0.1)  # displayed in landscape
     assert page.height == pytest.approx(595.28, abs=0.1)
