@@ -124,3 +124,83 @@ class RunInterrupted(FlowdError):
             f"interrupted; finished steps are kept, continue with: flowd run --resume {output_folder}"
         )
         self.output_folder = output_folder
+
+
+class JobStateError(FlowdError):
+    """A job or task cannot make the state change asked of it (HTTP 409).
+
+    Either the transition table does not allow it (``why`` lists what is allowed instead), or the
+    state changed underneath the caller — another process or thread won the race.
+    ``task_id`` is set when the state is a task's.
+    """
+
+    def __init__(
+        self,
+        job_id: str,
+        from_state: str,
+        to_state: str,
+        why: str,
+        task_id: int | None = None,
+    ) -> None:
+        subject = f"job {job_id}" if task_id is None else f"task {task_id} of job {job_id}"
+        super().__init__(f"{subject}: cannot go from {from_state} to {to_state}: {why}")
+        self.job_id = job_id
+        self.from_state = from_state
+        self.to_state = to_state
+        self.why = why
+        self.task_id = task_id
+
+
+class JobNotFoundError(FlowdError):
+    """No job with this ``job_id`` is in the job store (HTTP 404)."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"job {job_id!r} not found")
+        self.job_id = job_id
+
+
+class TaskNotFoundError(FlowdError):
+    """No task with this ``task_id`` is in the job store."""
+
+    def __init__(self, task_id: int) -> None:
+        super().__init__(f"task {task_id} not found")
+        self.task_id = task_id
+
+
+class DuplicateJobError(FlowdError):
+    """A job with this ``job_id`` exists already; job ids are never reused or overwritten."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"job_id {job_id!r} is already taken; choose another or omit it")
+        self.job_id = job_id
+
+
+class PipelineNotFoundError(FlowdError):
+    """A pipeline id names no pipeline (create it first with the pipeline API)."""
+
+    def __init__(self, pipeline_id: str) -> None:
+        super().__init__(f"pipeline {pipeline_id!r} not found; create it first")
+        self.pipeline_id = pipeline_id
+
+
+class JobStoreError(FlowdError):
+    """The job store file cannot be used (written by a newer flowd, not a job store, …)."""
+
+    def __init__(self, path: str, cause: str) -> None:
+        super().__init__(f"{path}: {cause}")
+        self.path = path
+        self.cause = cause
+
+
+class ConfigError(FlowdError):
+    """The daemon's configuration cannot be used.
+
+    ``problems`` holds one line per problem, each starting with where it is — ``file:line:``, the
+    dotted key (``[watches][1].settings.priority``) or the ``FLOWD_…`` variable that set it — so
+    every mistake can be fixed in one pass instead of one restart per mistake.
+    """
+
+    def __init__(self, path: str, problems: list[str] | tuple[str, ...]) -> None:
+        self.path = path
+        self.problems = tuple(problems)
+        super().__init__("\n".join(self.problems) or f"{path}: invalid configuration")
