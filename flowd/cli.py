@@ -24,11 +24,12 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
 from flowd import __version__
+from flowd.config import load_config
 from flowd.engine.pipeline import TaskProgress, TaskState
 from flowd.engine.resume import resume_run
 from flowd.engine.run import start_run
 from flowd.engine.settings import RunOutcome, RunSettings
-from flowd.errors import CompileError, FlowdError, Problem, RunInterrupted
+from flowd.errors import CompileError, ConfigError, FlowdError, Problem, RunInterrupted
 from flowd.flows.binary import load_binary
 from flowd.flows.compiler import compile_project, find_single_flow
 from flowd.flows.project import CompileSettings
@@ -267,6 +268,29 @@ def run_cmd(
         _fail(str(exc))
         return
     _report(outcome)
+
+
+@main.group("config")
+def config_group() -> None:
+    """The daemon's configuration file."""
+
+
+@config_group.command("check")
+@click.option(
+    "--config", "config_path", required=True, type=click.Path(path_type=Path), help="TOML file."
+)
+def config_check_cmd(config_path: Path) -> None:
+    """Validate a configuration file (and FLOWD_ variables) without starting anything."""
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            click.echo(problem, err=True)
+        sys.exit(EXIT_USAGE)
+    click.echo(
+        f"{config_path}: ok ({len(config.projects)} projects, {len(config.watches)} watches, "
+        f"API on {config.api.host}:{config.api.port})"
+    )
 
 
 DEFAULT_STEP_TIMEOUT_S = 300.0

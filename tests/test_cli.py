@@ -255,3 +255,17 @@ def test_ctrl_c_keeps_finished_steps_and_resume_completes(tmp_path: Path) -> Non
     rows = json.loads((out / "results.json").read_text())
     assert sorted(r["file_name"] for r in rows) == [f"{i:02d}.txt" for i in range(20)]
     assert not list(out.rglob("*.tmp-*"))
+
+
+def test_config_check(tmp_path: Path) -> None:
+    from conftest import REPO
+
+    ok = flowd("config", "check", "--config", str(REPO / "config" / "flowd.toml"))
+    assert ok.returncode == 0, ok.stderr
+    assert "ok (2 projects" in ok.stdout
+    bad = tmp_path / "flowd.toml"
+    bad.write_text("workers = -1\n[api]\nprot = 1\n")
+    result = flowd("config", "check", "--config", str(bad))
+    assert result.returncode == 2
+    assert "[api].prot: unknown key" in result.stderr and "workers" in result.stderr
+    no_traceback(result)
