@@ -34,7 +34,7 @@ from flowd.jobs import (
     TaskState,
     schema,
 )
-from flowd.jobs.queries import JobFilter, list_jobs_sql
+from flowd.jobs.listing import JobFilter, list_jobs_sql
 from flowd.jobs.states import JOB_ENDED, JOB_TRANSITIONS, TASK_TRANSITIONS, AttemptOutcome
 from flowd.jobs.store import JobStore
 

@@ -1,7 +1,10 @@
 """The job system (SPEC §6): durable jobs and tasks, their states, and the retry policy.
 
 - :mod:`flowd.jobs.states` — job and task states, the transition tables, the roll-up rule;
-- :mod:`flowd.jobs.store` — :class:`JobStore`, the SQLite job store (schema documented there);
+- :mod:`flowd.jobs.store` — :class:`JobStore`, the SQLite job store (schema documented there),
+  put together from :mod:`~flowd.jobs.transitions` (the one place states change),
+  :mod:`~flowd.jobs.commands`, :mod:`~flowd.jobs.scheduling`, :mod:`~flowd.jobs.listing`,
+  :mod:`~flowd.jobs.pipelines` and :mod:`~flowd.jobs.database`;
 - :mod:`flowd.jobs.queries` — the frozen rows it returns and takes;
 - :mod:`flowd.jobs.schema` — connection set-up and schema migrations;
 - :mod:`flowd.jobs.backoff` — when a failed task runs again.

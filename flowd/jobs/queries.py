@@ -2,12 +2,15 @@
 
 Rows are plain frozen values, safe to pass between threads and to the API layer; they are
 snapshots, never live views of the database. Times are Unix seconds (``float``) from the store's
-clock.
+clock. The ``read_*`` functions read one row (or a job's labels, or its task counts) inside a
+transaction the caller holds. The SQL of a page of jobs is in :mod:`flowd.jobs.listing`, that of a
+claim in :mod:`flowd.jobs.scheduling`.
 """
 
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -15,6 +18,7 @@ from types import MappingProxyType
 from typing import Any
 
 from flowd.engine.pipeline import Task
+from flowd.errors import JobNotFoundError, TaskNotFoundError
 from flowd.jobs.states import TASK_ENDED, AttemptOutcome, JobState, TaskState
 
 
@@ -306,83 +310,60 @@ def event_row(row: Mapping[str, Any]) -> EventRow:
     )
 
 
-# -- SQL --------------------------------------------------------------------------------------
-
-CLAIM_SQL = """
-SELECT (
-    SELECT t.task_id FROM tasks AS t INDEXED BY tasks_to_claim
-    WHERE t.job_id = j.job_id AND t.state IN ('QUEUED', 'RETRY_WAIT') AND t.not_before <= ?1
-    ORDER BY t.ordinal
-    LIMIT 1
-) AS task_id
-FROM jobs AS j INDEXED BY jobs_to_run
-WHERE j.state IN ('QUEUED', 'RUNNING') AND task_id IS NOT NULL
-ORDER BY j.priority DESC, j.created_at, j.job_id
-LIMIT 1
-"""
-"""The next task to run: highest job priority, then oldest job, then task order.
-
-Active jobs are walked in ``jobs_to_run`` order (only ``QUEUED``/``RUNNING`` jobs are in that
-partial index); for each, the first due task in ``tasks_to_claim`` order (only claimable tasks
-are in it). The first job with a due task answers — no sort, and no scan of paused or ended jobs
-or of finished tasks, however large the store grows. (A join of the two instead makes SQLite sort
-every claimable task of the first job on each claim.)"""
+# -- reading inside a transaction ------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class JobFilter:
-    status: JobState | None = None
-    tag: str | None = None
-    pipeline_id: str | None = None
-    binary_path: str | None = None
-    since: float | None = None  # created at or after (Unix seconds)
+def read_job(conn: sqlite3.Connection, job_id: str) -> JobRow:
+    """The job with its tags and pipelines; :class:`~flowd.errors.JobNotFoundError` if none."""
+    row = conn.execute(f"SELECT {JOB_COLUMNS} FROM jobs AS j WHERE job_id = ?", (job_id,))
+    found = row.fetchone()
+    if found is None:
+        raise JobNotFoundError(job_id)
+    tags, pipelines = read_labels(conn, [job_id])
+    return job_row(found, tags.get(job_id, ()), pipelines.get(job_id, ()))
 
 
-def list_jobs_sql(
-    f: JobFilter, limit: int, offset: int, after: JobCursor | None
-) -> tuple[str, list[Any]]:
-    """The SELECT of one page of jobs, newest first (``created_at DESC, job_id DESC``).
+def read_labels(
+    conn: sqlite3.Connection, job_ids: Sequence[str]
+) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """The tags and the pipeline ids of the given jobs, by job id, each in its stored order."""
+    tags: dict[str, list[str]] = {}
+    pipelines: dict[str, list[str]] = {}
+    if not job_ids:
+        return tags, pipelines
+    marks = ", ".join("?" * len(job_ids))
+    for job_id, tag in conn.execute(
+        f"SELECT job_id, tag FROM job_tags WHERE job_id IN ({marks}) ORDER BY job_id, position",
+        job_ids,
+    ):
+        tags.setdefault(job_id, []).append(tag)
+    for job_id, pipeline_id in conn.execute(
+        f"SELECT job_id, pipeline_id FROM job_pipelines WHERE job_id IN ({marks}) "
+        "ORDER BY job_id, position",
+        job_ids,
+    ):
+        pipelines.setdefault(job_id, []).append(pipeline_id)
+    return tags, pipelines
 
-    The query is driven by one index that already holds the filter's rows in that order — the
-    tag's (``job_tags_by_tag``), the pipeline's, the binary's, the state's, or plain creation
-    time — so a page reads about ``offset + limit`` index entries whatever the store's size;
-    the other filters are checked on those rows. Fetches ``limit + 1`` rows to tell whether a next
-    page exists.
-    """
-    params: list[Any] = []
-    where: list[str] = []
-    if f.tag is not None:
-        source = "job_tags AS d JOIN jobs AS j ON j.job_id = d.job_id"
-        where.append("d.tag = ?")
-        params.append(f.tag)
-        if f.pipeline_id is not None:
-            where.append(
-                "EXISTS (SELECT 1 FROM job_pipelines AS p "
-                "WHERE p.job_id = j.job_id AND p.pipeline_id = ?)"
-            )
-            params.append(f.pipeline_id)
-    elif f.pipeline_id is not None:
-        source = "job_pipelines AS d JOIN jobs AS j ON j.job_id = d.job_id"
-        where.append("d.pipeline_id = ?")
-        params.append(f.pipeline_id)
-    else:
-        source = "jobs AS j"
-    d = "d" if source != "jobs AS j" else "j"
-    if f.binary_path is not None:
-        where.append("j.binary_path = ?")
-        params.append(f.binary_path)
-    if f.status is not None:
-        where.append("j.state = ?")
-        params.append(str(f.status))
-    if f.since is not None:
-        where.append(f"{d}.created_at >= ?")
-        params.append(f.since)
-    if after is not None:
-        where.append(f"({d}.created_at, {d}.job_id) < (?, ?)")
-        params += [after.created_at, after.job_id]
-    sql = f"SELECT {JOB_COLUMNS} FROM {source}"
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    sql += f" ORDER BY {d}.created_at DESC, {d}.job_id DESC LIMIT ? OFFSET ?"
-    params += [limit + 1, offset]
-    return sql, params
+
+def read_task(conn: sqlite3.Connection, task_id: int) -> TaskRow:
+    """The task; :class:`~flowd.errors.TaskNotFoundError` if there is none."""
+    row = conn.execute("SELECT * FROM tasks WHERE task_id = ?", (task_id,)).fetchone()
+    if row is None:
+        raise TaskNotFoundError(task_id)
+    return task_row(row)
+
+
+def read_counts(conn: sqlite3.Connection, job_id: str) -> JobCounts:
+    """A job's tasks by state and their records, counted from ``tasks`` (never stored)."""
+    by_state: dict[TaskState, int] = {}
+    records = errors = 0
+    for state, n, recs, errs in conn.execute(
+        "SELECT state, count(*), sum(records), sum(runtime_errors) FROM tasks "
+        "WHERE job_id = ? GROUP BY state",
+        (job_id,),
+    ):
+        by_state[TaskState(state)] = n
+        records += recs
+        errors += errs
+    return JobCounts(by_state, records, errors)

@@ -1,8 +1,9 @@
 """Job and task states, their one table of allowed transitions each, and the job roll-up rule.
 
 Every state change in the job system is checked here, by :func:`check_transition`, and applied by
-one function of :mod:`flowd.jobs.store` (a conditional ``UPDATE … WHERE id = ? AND state = ?``
-that writes an event row in the same transaction). Nothing else writes a state.
+one function per kind in :mod:`flowd.jobs.transitions` (a conditional
+``UPDATE … WHERE id = ? AND state = ?`` that writes an event row in the same transaction). Nothing
+else writes a state.
 
 Job states (SPEC §6)
 --------------------

@@ -1,0 +1,234 @@
+"""What the scheduler and its workers do to tasks and jobs: claim the next task, report how an
+attempt ended, schedule a retry, give back the tasks of a crashed process, and move a job or task
+directly (SPEC §6).
+
+Each is one write transaction that decides a move and makes it through
+:func:`~flowd.jobs.transitions.move_task` / :func:`~flowd.jobs.transitions.move_job`, which also
+settle the job (the roll-up) when its tasks have. A crash is a normal transition: recovery is the
+ordinary ``RUNNING → QUEUED`` move, and a retry waits in the store (``not_before``), not in a timer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+
+from flowd.jobs.database import Database
+from flowd.jobs.queries import Claim, JobRow, TaskRow, read_job, read_task
+from flowd.jobs.states import AttemptOutcome, JobState, TaskState
+from flowd.jobs.transitions import TaskUpdate, move_job, move_task, roll_up
+
+log = structlog.get_logger("flowd.jobs")
+
+CLAIM_SQL = """
+SELECT (
+    SELECT t.task_id FROM tasks AS t INDEXED BY tasks_to_claim
+    WHERE t.job_id = j.job_id AND t.state IN ('QUEUED', 'RETRY_WAIT') AND t.not_before <= ?1
+    ORDER BY t.ordinal
+    LIMIT 1
+) AS task_id
+FROM jobs AS j INDEXED BY jobs_to_run
+WHERE j.state IN ('QUEUED', 'RUNNING') AND task_id IS NOT NULL
+ORDER BY j.priority DESC, j.created_at, j.job_id
+LIMIT 1
+"""
+"""The next task to run: highest job priority, then oldest job, then task order.
+
+Active jobs are walked in ``jobs_to_run`` order (only ``QUEUED``/``RUNNING`` jobs are in that
+partial index); for each, the first due task in ``tasks_to_claim`` order (only claimable tasks
+are in it). The first job with a due task answers — no sort, and no scan of paused or ended jobs
+or of finished tasks, however large the store grows. (A join of the two instead makes SQLite sort
+every claimable task of the first job on each claim.)"""
+
+
+class SchedulingMixin:
+    """:class:`~flowd.jobs.store.JobStore`'s moves for the scheduler and its workers."""
+
+    _db: Database
+    _clock: Callable[[], float]
+
+    def transition_job(
+        self,
+        job_id: str,
+        to: JobState,
+        who: str,
+        why: str,
+        expect: JobState | None = None,
+        *,
+        error: str | None = None,
+        result: Any = None,
+    ) -> JobRow:
+        """Move a job to ``to`` (the scheduler's moves: FAILED "could not run", COMPLETE for an
+        empty input, …). With ``expect``, the job must still be in that state — a state read
+        earlier that changed meanwhile is a lost race, reported as
+        :class:`~flowd.errors.JobStateError` like a move the table does not allow. ``error`` and
+        ``result`` (JSON) are stored on the job when given. It moves the job only: a user's
+        pause/resume/cancel/retry goes through :meth:`pause_job` … :meth:`retry_job`, which move
+        the job's tasks with it."""
+        with self._db.write() as conn:
+            now = self._clock()
+            move_job(conn, job_id, to, who, why, now, expect=expect, error=error, result=result)
+            return read_job(conn, job_id)
+
+    def settle_job(self, job_id: str, who: str = "scheduler") -> JobRow:
+        """Apply the roll-up rule (:func:`~flowd.jobs.states.rollup`) now. Task transitions do
+        this themselves; call it after adding tasks that were all created settled."""
+        with self._db.write() as conn:
+            roll_up(conn, job_id, who, self._clock())
+            return read_job(conn, job_id)
+
+    def transition_task(
+        self,
+        task_id: int,
+        to: TaskState,
+        who: str,
+        why: str,
+        *,
+        expect: TaskState | None = None,
+        position: int | None = None,
+        route: str | None = None,
+        not_before: float | None = None,
+        error: str | None = None,
+        records: int | None = None,
+        runtime_errors: int | None = None,
+        result: Any = None,
+    ) -> TaskRow:
+        """Move a task to ``to`` and set the given columns (``None`` leaves one as it is).
+
+        Leaving ``RUNNING`` closes the task's open attempt; entering it opens one for worker
+        ``who``. If the task's job is thereby settled, the job takes its rolled-up state in the
+        same transaction. Raises :class:`~flowd.errors.JobStateError` for a move the table does
+        not allow or a state that is no longer ``expect``.
+        """
+        update = TaskUpdate(
+            position, route, None, not_before, error, records, runtime_errors, result
+        )
+        with self._db.write() as conn:
+            move_task(conn, task_id, to, who, why, self._clock(), update, expect=expect)
+            return read_task(conn, task_id)
+
+    def finish_attempt(
+        self,
+        task_id: int,
+        to: TaskState,
+        who: str,
+        why: str = "",
+        *,
+        position: int | None = None,
+        route: str | None = None,
+        error: str | None = None,
+        records: int | None = None,
+        runtime_errors: int | None = None,
+        result: Any = None,
+    ) -> TaskRow:
+        """A worker reports how its attempt of a ``RUNNING`` task ended: ``DONE``, ``FAILED``,
+        ``CHECKPOINT``, ``WAITING`` (a barrier) or ``QUEUED`` (given back after a step because its
+        job was paused). A task no longer ``RUNNING`` (its job was cancelled) raises
+        :class:`~flowd.errors.JobStateError`: the late result is to be dropped."""
+        return self.transition_task(
+            task_id,
+            to,
+            who,
+            why or str(to).lower(),
+            expect=TaskState.RUNNING,
+            position=position,
+            route=route,
+            error=error,
+            records=records,
+            runtime_errors=runtime_errors,
+            result=result,
+        )
+
+    def schedule_retry(
+        self,
+        task_id: int,
+        not_before: float,
+        error: str,
+        who: str = "scheduler",
+        *,
+        position: int | None = None,
+    ) -> TaskRow:
+        """A ``RUNNING`` task failed transiently: ``RETRY_WAIT`` until ``not_before`` (see
+        :class:`~flowd.jobs.backoff.RetryPolicy`), when :meth:`claim_next_task` may take it
+        again — no timer needs to survive a restart for that."""
+        return self.transition_task(
+            task_id,
+            TaskState.RETRY_WAIT,
+            who,
+            f"transient failure: {error}",
+            expect=TaskState.RUNNING,
+            not_before=not_before,
+            error=error,
+            position=position,
+        )
+
+    def claim_next_task(self, worker: str, now: float | None = None) -> Claim | None:
+        """Atomically take the next task to run, or ``None`` if none is due.
+
+        The next task is a ``QUEUED`` or due ``RETRY_WAIT`` one (``not_before <= now``) of a
+        ``QUEUED``/``RUNNING`` job (never a paused or ended one): highest job priority first, then
+        the oldest job, then task order. It becomes ``RUNNING`` with a new attempt for ``worker``,
+        and its job ``RUNNING`` if it was ``QUEUED``. Safe against other threads and processes
+        claiming at the same time: each task is claimed once.
+        """
+        now = self._clock() if now is None else now
+        with self._db.write() as conn:
+            row = conn.execute(CLAIM_SQL, (now,)).fetchone()
+            if row is None:
+                return None
+            task_id = row[0]
+            move_task(
+                conn,
+                task_id,
+                TaskState.RUNNING,
+                worker,
+                "claimed",
+                now,
+                TaskUpdate(),
+                settle=False,
+            )
+            task = read_task(conn, task_id)
+            job_state = conn.execute(
+                "SELECT state FROM jobs WHERE job_id = ?", (task.job_id,)
+            ).fetchone()[0]
+            if job_state == JobState.QUEUED:
+                move_job(conn, task.job_id, JobState.RUNNING, worker, "first task started", now)
+            attempt_id = conn.execute(
+                "SELECT attempt_id FROM attempts WHERE task_id = ? AND ended_at IS NULL",
+                (task_id,),
+            ).fetchone()[0]
+            return Claim(task, attempt_id)
+
+    def recover_after_crash(self, who: str = "startup") -> list[TaskRow]:
+        """Give back every task left ``RUNNING`` by a process that died: ``RUNNING → QUEUED``
+        through the ordinary transition, its attempt closed as ``LOST``, an event "worker lost".
+
+        A lost attempt does not count against ``max_attempts``: the daemon died, not the task
+        (``kill -9`` in the middle of a batch must not fail files). The task resumes at its
+        first unfinished step. Call it at start-up, while no other process runs tasks on this
+        store (the daemon holds its state directory alone).
+        """
+        now = self._clock()
+        with self._db.write() as conn:
+            rows = conn.execute(
+                "SELECT task_id, attempts FROM tasks INDEXED BY tasks_running "
+                "WHERE state = 'RUNNING' ORDER BY task_id"
+            ).fetchall()
+            for task_id, attempts in rows:
+                move_task(
+                    conn,
+                    task_id,
+                    TaskState.QUEUED,
+                    who,
+                    "worker lost",
+                    now,
+                    TaskUpdate(attempts=max(0, attempts - 1)),
+                    expect=TaskState.RUNNING,
+                    outcome=AttemptOutcome.LOST,
+                )
+            recovered = [read_task(conn, task_id) for task_id, _ in rows]
+        if recovered:
+            log.info("tasks_recovered", count=len(recovered), who=who)
+        return recovered
