@@ -204,3 +204,10 @@ class ConfigError(FlowdError):
         self.path = path
         self.problems = tuple(problems)
         super().__init__("\n".join(self.problems) or f"{path}: invalid configuration")
+
+
+class NotificationError(FlowdError):
+    """A job's notification settings cannot be used: a ``webhook_config`` without a usable ``url``
+    or with headers that are not a JSON object of strings, or a malformed ``notification_emails``.
+    Raised when the settings are checked (at submission); a job that ends with them anyway gets its
+    notification recorded as not sent, with this message as the reason."""

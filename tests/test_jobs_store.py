@@ -674,7 +674,7 @@ def test_reopening_keeps_everything(path: Path, clock: Clock) -> None:
         run_all(store, {"b": T.FAILED})
         snapshot = (store.get_job("j"), store.tasks("j"), store.events("j"), store.list_pipelines())
     with JobStore(path, clock=clock) as store:
-        assert store.schema_version == len(schema.MIGRATIONS) == 1
+        assert store.schema_version == len(schema.MIGRATIONS)
         assert (
             store.get_job("j"),
             store.tasks("j"),
@@ -689,7 +689,7 @@ def test_reopening_keeps_everything(path: Path, clock: Clock) -> None:
 def test_a_version_0_file_is_migrated(path: Path) -> None:
     sqlite3.connect(path).close()  # an empty SQLite file: user_version 0, no tables
     with JobStore(path) as store:
-        assert store.schema_version == 1
+        assert store.schema_version == len(schema.MIGRATIONS)
         job(store, "j", "a")
 
 
@@ -704,13 +704,13 @@ def test_a_later_migration_runs_once_on_open(path: Path, monkeypatch: pytest.Mon
     raw.close()
     runs: list[int] = []
 
-    def v2_note(conn: sqlite3.Connection) -> None:
+    def later_migration(conn: sqlite3.Connection) -> None:
         runs.append(1)
         conn.execute("ALTER TABLE jobs ADD COLUMN note TEXT NOT NULL DEFAULT 'from v2'")
 
-    monkeypatch.setattr(schema, "MIGRATIONS", (*schema.MIGRATIONS, v2_note))
+    monkeypatch.setattr(schema, "MIGRATIONS", (*schema.MIGRATIONS, later_migration))
     with JobStore(path) as store:
-        assert store.schema_version == 2
+        assert store.schema_version == len(schema.MIGRATIONS)
         old = store.get_job("old")
         assert (old.state, old.priority) == (J.FAILED, 3)
         store.retry_job("old", "api")
@@ -727,7 +727,9 @@ def test_a_newer_or_foreign_file_is_refused(tmp_path: Path) -> None:
     raw = sqlite3.connect(newer)
     raw.execute("PRAGMA user_version = 99")
     raw.close()
-    with pytest.raises(JobStoreError, match="schema version 99; this flowd knows up to 1"):
+    with pytest.raises(
+        JobStoreError, match=f"schema version 99; this flowd knows up to {len(schema.MIGRATIONS)}"
+    ):
         JobStore(newer)
     foreign = tmp_path / "foreign.sqlite3"
     raw = sqlite3.connect(foreign)

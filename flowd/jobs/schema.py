@@ -150,9 +150,40 @@ def _v1_initial(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
 
 
+_V2: tuple[str, ...] = (
+    # No foreign key to jobs: the outbox is the record of what was promised and sent, kept
+    # whatever happens to the job row; and a notification never blocks a job's deletion.
+    """
+    CREATE TABLE outbox (
+        message_id      INTEGER PRIMARY KEY,
+        job_id          TEXT NOT NULL,
+        round           INTEGER NOT NULL DEFAULT 0,
+        kind            TEXT NOT NULL,
+        target          TEXT NOT NULL,
+        payload         TEXT NOT NULL,
+        headers         TEXT NOT NULL DEFAULT '{}',
+        state           TEXT NOT NULL,
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at REAL NOT NULL,
+        last_error      TEXT,
+        created_at      REAL NOT NULL,
+        sent_at         REAL,
+        UNIQUE (job_id, round, kind, target)
+    )
+    """,
+    "CREATE INDEX outbox_due ON outbox (next_attempt_at, message_id) WHERE state = 'PENDING'",
+)
+
+
+def _v2_outbox(conn: sqlite3.Connection) -> None:
+    """Version 2: the notification outbox (webhooks and e-mails of ended jobs)."""
+    for statement in _V2:
+        conn.execute(statement)
+
+
 Migration = Callable[[sqlite3.Connection], None]
 
-MIGRATIONS: tuple[Migration, ...] = (_v1_initial,)
+MIGRATIONS: tuple[Migration, ...] = (_v1_initial, _v2_outbox)
 """``MIGRATIONS[n - 1]`` brings a file from version ``n - 1`` to ``n``. Append, never edit."""
 
 

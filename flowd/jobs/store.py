@@ -9,7 +9,7 @@ writes an ``events`` row in that same transaction: the history can never disagre
 A crash is a normal transition: tasks a dead process left ``RUNNING`` are re-queued by the same
 function (:meth:`JobStore.recover_after_crash`).
 
-Schema (version 1; ``PRAGMA user_version``; migrations in :mod:`flowd.jobs.schema`)
+Schema (version 2; ``PRAGMA user_version``; migrations in :mod:`flowd.jobs.schema`)
 -----------------------------------------------------------------------------------
 Times are Unix seconds (REAL) from the store's clock. JSON columns hold UTF-8 JSON text.
 
@@ -51,6 +51,17 @@ Times are Unix seconds (REAL) from the store's clock. JSON columns hold UTF-8 JS
     ``task_id``, ``at``, ``who`` (``api``, ``scheduler``, a worker's name, ``startup``, …),
     ``from_state`` (NULL on creation), ``to_state``, ``why``. Indexes ``(job_id, event_id)``,
     ``(task_id, event_id)``.
+``outbox`` (version 2) — one notification of an ended job, kept until and after it is delivered;
+    written only by :mod:`flowd.notify.outbox`. ``message_id`` INTEGER PK, ``job_id`` (no foreign
+    key: the record of what was sent outlives the job row), ``round`` (which end of the job: 0,
+    then one more per retry that ends it again), ``kind`` (``webhook`` | ``email``), ``target``
+    (the URL, or the recipients joined by ``,``), ``payload`` (JSON text: the seed's webhook body,
+    sent byte for byte), ``headers`` (JSON: the job's webhook headers), ``state`` (``PENDING`` →
+    ``SENT`` | ``FAILED`` | ``NOT_SENT``; the last three are final), ``attempts`` (deliveries
+    tried), ``next_attempt_at`` (not tried earlier: the backoff), ``last_error``, ``created_at``,
+    ``sent_at`` (when acknowledged). ``UNIQUE (job_id, round, kind, target)``: a job end settled
+    twice notifies once. Index ``outbox_due (next_attempt_at, message_id) WHERE state =
+    PENDING``: only undelivered messages, soonest first.
 
 The meaning of each state and the transition tables are in :mod:`flowd.jobs.states`.
 
