@@ -1,4 +1,6 @@
-"""A pool of worker processes that run calls with hard deadlines.
+"""Worker processes that run calls with hard deadlines: :class:`ProcessWorkers` (any number of
+runs, calls submitted and collected continuously — the daemon's pool) and :class:`WorkerPool` (one
+run's batch of calls — ``flowd run``'s executor, built on it).
 
 Why not ``concurrent.futures.ProcessPoolExecutor``: it cannot kill one stuck worker. Here each
 worker has its own pipe; the parent knows which calls each worker holds and when it last heard from
@@ -6,6 +8,12 @@ it. A worker silent past the hard deadline (a step stuck in C code that ``SIGALR
 interrupt) is killed and replaced; its current call fails as a timeout and its other calls go back
 to the queue. A worker that dies (segfault, OOM kill) is handled the same way. Calls are sent in
 small chunks, two in flight per worker, so workers never wait for the parent.
+
+Calls belong to *runs*, named by a key: a worker builds a run's :class:`TaskRunner` from the run's
+factory the first time it gets one of its calls, and keeps the runners of its last few runs
+(:data:`RUNNERS_PER_WORKER`). The parent mirrors each worker's cache exactly (both sides apply the
+same least-recently-used rule to the same sequence of messages), so a factory — the binary's bytes —
+crosses a pipe once per worker and run, not once per call.
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ import signal
 import sys
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
@@ -51,25 +59,35 @@ def _die_with_parent() -> None:
 _PR_SET_PDEATHSIG = 1
 
 
-def _worker_main(conn: Connection, factory: RunnerFactory, parent_pid: int | None) -> None:
+RUNNERS_PER_WORKER = 4
+"""Runs whose runners a worker keeps built at once; the least recently used one is dropped."""
+
+
+def _worker_main(conn: Connection, parent_pid: int | None, capacity: int) -> None:
     _die_with_parent()  # forked: dies with the run; forkserver: with the server, which follows the run
     if parent_pid is not None and os.getppid() != parent_pid:  # the parent died before we asked
         os._exit(1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what Ctrl-C means
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     # Tesseract starts a thread per core by default; with a worker per core that oversubscribes
     # the machine several times over.
     os.environ.setdefault("OMP_THREAD_LIMIT", "1")
-    try:
-        runner: TaskRunner | None = factory()
-        broken = ""
-    except Exception as exc:  # e.g. a UDF script that imports a package this machine lacks
-        runner, broken = None, f"cannot load the binary in a worker: {type(exc).__name__}: {exc}"
+    runners: OrderedDict[str, tuple[TaskRunner | None, str]] = OrderedDict()
     try:
         while True:
-            chunk = conn.recv()
-            if chunk is None:
+            message = conn.recv()
+            if message is None:
                 break
-            for call_id, call in chunk:
+            key, factory, calls = message
+            if factory is not None:
+                runners[key] = _build(factory)
+                if len(runners) > capacity:
+                    _, (old, _) = runners.popitem(last=False)
+                    if old is not None:
+                        old.timeline.close()
+            runners.move_to_end(key)
+            runner, broken = runners[key]
+            for call_id, call in calls:
                 result = (
                     execute(runner, call) if runner is not None else _failures(call, broken, False)
                 )
@@ -77,16 +95,38 @@ def _worker_main(conn: Connection, factory: RunnerFactory, parent_pid: int | Non
     except (EOFError, BrokenPipeError, KeyboardInterrupt):
         pass
     finally:
-        if runner is not None:
-            runner.timeline.close()
+        for runner, _ in runners.values():
+            if runner is not None:
+                runner.timeline.close()
+
+
+def _build(factory: RunnerFactory) -> tuple[TaskRunner | None, str]:
+    try:
+        return factory(), ""
+    except Exception as exc:  # e.g. a UDF script that imports a package this machine lacks
+        return None, f"cannot load the binary in a worker: {type(exc).__name__}: {exc}"
+
+
+@dataclass(frozen=True)
+class _Pending:
+    call_id: int
+    key: str
+    factory: RunnerFactory
+    call: Call
+    hard_timeout_s: float | None
 
 
 @dataclass
 class _Worker:
     process: BaseProcess
     conn: Connection
-    held: deque[tuple[int, Call]] = field(default_factory=deque)
+    held: deque[_Pending] = field(default_factory=deque)
     last_heard: float = field(default_factory=time.monotonic)
+    loaded: OrderedDict[str, None] = field(default_factory=OrderedDict)
+
+
+Finished = tuple[int, Call, list[TaskProgress]]
+"""A call's id, the call, and its progress list."""
 
 
 def _failures(call: Call, message: str, transient: bool) -> list[TaskProgress]:
@@ -106,30 +146,41 @@ def default_start_method() -> str:
     return "forkserver" if os.name == "posix" else "spawn"
 
 
-class WorkerPool:
-    """``size`` worker processes, each building its runner with ``factory`` (must pickle for
-    non-fork start methods). ``hard_timeout_s`` = ``None`` disables the kill deadline."""
+class ProcessWorkers:
+    """``size`` worker processes running the calls of any number of runs.
+
+    :meth:`submit` queues a call, :meth:`poll` sends queued calls to idle workers and returns the
+    calls that finished, :meth:`drop` forgets calls (killing the workers that run them). Not
+    thread-safe: one thread drives it. Factories must pickle (they cross a pipe).
+    """
 
     def __init__(
         self,
-        factory: RunnerFactory,
         size: int,
-        hard_timeout_s: float | None,
         start_method: str | None = None,
+        runners_per_worker: int = RUNNERS_PER_WORKER,
     ) -> None:
-        self.factory = factory
         self.size = max(1, size)
-        self.hard_timeout_s = hard_timeout_s
+        self.runners_per_worker = max(1, runners_per_worker)
         self._mp: Any = mp.get_context(start_method or default_start_method())
         self._fork = self._mp.get_start_method() == "fork"
+        self._queue: deque[_Pending] = deque()
         self._workers: list[_Worker] = [self._spawn() for _ in range(self.size)]
-        self._next_id = 0
+
+    @property
+    def start_method(self) -> str:
+        return str(self._mp.get_start_method())
+
+    @property
+    def busy(self) -> int:
+        """Calls submitted and not yet finished or dropped."""
+        return len(self._queue) + sum(len(w.held) for w in self._workers)
 
     def _spawn(self) -> _Worker:
         parent, child = self._mp.Pipe(duplex=True)
         process = self._mp.Process(
             target=_worker_main,
-            args=(child, self.factory, os.getpid() if self._fork else None),
+            args=(child, os.getpid() if self._fork else None, self.runners_per_worker),
             name="flowd-worker",
             daemon=True,
         )
@@ -137,79 +188,119 @@ class WorkerPool:
         child.close()
         return _Worker(process, parent)
 
-    def run(self, calls: list[Call]) -> Iterator[tuple[Call, list[TaskProgress]]]:
-        queue: deque[tuple[int, Call]] = deque()
-        for call in calls:
-            queue.append((self._next_id, call))
-            self._next_id += 1
-        chunk = max(1, min(32, len(calls) // (self.size * 4)))
-        while queue or any(w.held for w in self._workers):
-            for w in self._workers:
-                while queue and len(w.held) < 2 * chunk:
-                    batch = [queue.popleft() for _ in range(min(chunk, len(queue)))]
-                    if not w.held:
-                        w.last_heard = time.monotonic()
-                    w.held.extend(batch)
-                    try:
-                        w.conn.send(batch)
-                    except (BrokenPipeError, OSError):
-                        break  # found dead below
-            by_conn = {id(w.conn): w for w in self._workers}
-            by_sentinel = {w.process.sentinel: w for w in self._workers}
-            ready = wait([w.conn for w in self._workers] + list(by_sentinel), timeout=0.5)
-            dead: list[tuple[_Worker, str, bool]] = []
-            for item in ready:
-                if isinstance(item, int):
-                    w = by_sentinel[item]
-                    # Drain what it sent before it died.
-                    yield from self._drain(w)
-                    code = w.process.exitcode
-                    dead.append(
-                        (w, f"worker process died (exit code {code}) while processing it", True)
-                    )
-                    continue
-                w = by_conn[id(item)]
-                try:
-                    yield from self._receive(w)
-                except (EOFError, OSError):
-                    if w.held:
-                        dead.append((w, "worker process died while processing it", True))
-            now = time.monotonic()
-            if self.hard_timeout_s is not None:
-                for w in self._workers:
-                    if w.held and now - w.last_heard > self.hard_timeout_s:
-                        dead.append(
-                            (
-                                w,
-                                f"timed out: no step finished within {self.hard_timeout_s:g} s "
-                                "(worker killed)",
-                                True,
-                            )
-                        )
-            for w, message, transient in {id(d[0]): d for d in dead}.values():
-                if not w.held:
-                    self._replace(w)
-                    continue
-                _, current = w.held.popleft()
-                queue.extendleft(reversed(w.held))
-                w.held.clear()
-                self._replace(w)
-                yield current, _failures(current, message, transient)
+    def submit(
+        self,
+        call_id: int,
+        key: str,
+        factory: RunnerFactory,
+        call: Call,
+        hard_timeout_s: float | None = None,
+    ) -> None:
+        """Queue ``call`` of run ``key`` (whose runner ``factory`` builds); ``hard_timeout_s``:
+        how long its worker may stay silent before it is killed (``None``: forever)."""
+        self._queue.append(_Pending(call_id, key, factory, call, hard_timeout_s))
 
-    def _receive(self, w: _Worker) -> Iterator[tuple[Call, list[TaskProgress]]]:
+    def _dispatch(self) -> None:
+        chunk = max(1, min(32, len(self._queue) // (self.size * 4)))
+        for w in self._workers:
+            while self._queue and len(w.held) < 2 * chunk:
+                first = self._queue.popleft()
+                batch = [first]
+                while self._queue and len(batch) < chunk and self._queue[0].key == first.key:
+                    batch.append(self._queue.popleft())
+                if not w.held:
+                    w.last_heard = time.monotonic()
+                w.held.extend(batch)
+                factory = self._mirror_load(w, first)
+                try:
+                    w.conn.send((first.key, factory, [(p.call_id, p.call) for p in batch]))
+                except (BrokenPipeError, OSError):
+                    break  # found dead in poll
+
+    def _mirror_load(self, w: _Worker, first: _Pending) -> RunnerFactory | None:
+        """The factory to send along, if the worker does not hold the run's runner (mirroring
+        the worker's own least-recently-used cache)."""
+        if first.key in w.loaded:
+            w.loaded.move_to_end(first.key)
+            return None
+        w.loaded[first.key] = None
+        if len(w.loaded) > self.runners_per_worker:
+            w.loaded.popitem(last=False)
+        return first.factory
+
+    def poll(self, timeout: float, wake: Any = None) -> list[Finished]:
+        """Send queued calls to workers with room, wait up to ``timeout`` seconds for results (or
+        for ``wake`` — a connection or file descriptor — to become readable), and return every
+        call that finished, failed with its worker, or timed out."""
+        self._dispatch()
+        out: list[Finished] = []
+        by_conn = {id(w.conn): w for w in self._workers}
+        by_sentinel = {w.process.sentinel: w for w in self._workers}
+        waitables: list[Any] = [w.conn for w in self._workers] + list(by_sentinel)
+        if wake is not None:
+            waitables.append(wake)
+        dead: list[tuple[_Worker, str]] = []
+        for item in wait(waitables, timeout=timeout):
+            if item is wake:
+                continue
+            if isinstance(item, int) and item in by_sentinel:
+                w = by_sentinel[item]
+                self._drain(w, out)  # what it sent before it died
+                dead.append(
+                    (w, f"worker process died (exit code {w.process.exitcode}) while processing it")
+                )
+                continue
+            w = by_conn[id(item)]
+            try:
+                self._receive(w, out)
+            except (EOFError, OSError):
+                if w.held:
+                    dead.append((w, "worker process died while processing it"))
+        now = time.monotonic()
+        for w in self._workers:
+            limit = w.held[0].hard_timeout_s if w.held else None
+            if limit is not None and now - w.last_heard > limit:
+                dead.append((w, f"timed out: no step finished within {limit:g} s (worker killed)"))
+        for w, message in {id(d[0]): d for d in dead}.values():
+            if not w.held:
+                self._replace(w)
+                continue
+            current = w.held.popleft()
+            self._requeue(w)
+            out.append((current.call_id, current.call, _failures(current.call, message, True)))
+        self._dispatch()
+        return out
+
+    def _requeue(self, w: _Worker) -> None:
+        """Put the calls ``w`` holds back at the front of the queue and replace ``w``."""
+        self._queue.extendleft(reversed(w.held))
+        w.held.clear()
+        self._replace(w)
+
+    def drop(self, call_ids: set[int]) -> None:
+        """Forget these calls: unsent ones leave the queue; a worker running one is killed and
+        replaced (its other calls are queued again). No result is reported for them."""
+        self._queue = deque(p for p in self._queue if p.call_id not in call_ids)
+        for w in list(self._workers):
+            if any(p.call_id in call_ids for p in w.held):
+                w.held = deque(p for p in w.held if p.call_id not in call_ids)
+                self._requeue(w)
+
+    def _receive(self, w: _Worker, out: list[Finished]) -> None:
         call_id, result = w.conn.recv()
         w.last_heard = time.monotonic()
-        while w.held and w.held[0][0] != call_id:  # cannot happen: calls run in order
+        while w.held and w.held[0].call_id != call_id:  # cannot happen: calls run in order
             w.held.popleft()
-        _, call = w.held.popleft()
-        yield call, result
-        while w.held and w.conn.poll():
-            yield from self._receive(w)
+        if w.held:
+            done = w.held.popleft()
+            out.append((done.call_id, done.call, result))
+        if w.held and w.conn.poll():
+            self._receive(w, out)
 
-    def _drain(self, w: _Worker) -> Iterator[tuple[Call, list[TaskProgress]]]:
+    def _drain(self, w: _Worker, out: list[Finished]) -> None:
         try:
             while w.held and w.conn.poll():
-                yield from self._receive(w)
+                self._receive(w, out)
         except (EOFError, OSError):
             return
 
@@ -222,8 +313,12 @@ class WorkerPool:
         index = self._workers.index(w)
         self._workers[index] = fresh
 
+    def pids(self) -> list[int]:
+        return [w.process.pid for w in self._workers if w.process.pid is not None]
+
     def close(self, now: bool = False) -> None:
         """Stop the workers: after their current calls, or at once (``now``)."""
+        self._queue.clear()
         for w in self._workers:
             if now:
                 w.process.kill()
@@ -237,6 +332,41 @@ class WorkerPool:
                 w.process.kill()
                 w.process.join()
             w.conn.close()
+
+
+class WorkerPool:
+    """One run's executor: ``size`` worker processes building their runner with ``factory`` (must
+    pickle). ``hard_timeout_s`` = ``None`` disables the kill deadline."""
+
+    KEY = "run"
+
+    def __init__(
+        self,
+        factory: RunnerFactory,
+        size: int,
+        hard_timeout_s: float | None,
+        start_method: str | None = None,
+    ) -> None:
+        self.factory = factory
+        self.hard_timeout_s = hard_timeout_s
+        self._workers = ProcessWorkers(size, start_method)
+        self.size = self._workers.size
+        self._next_id = 0
+
+    def run(self, calls: list[Call]) -> Iterator[tuple[Call, list[TaskProgress]]]:
+        waiting: set[int] = set()
+        for call in calls:
+            self._workers.submit(self._next_id, self.KEY, self.factory, call, self.hard_timeout_s)
+            waiting.add(self._next_id)
+            self._next_id += 1
+        while waiting:
+            for call_id, call, result in self._workers.poll(0.5):
+                waiting.discard(call_id)
+                yield call, result
+
+    def close(self, now: bool = False) -> None:
+        """Stop the workers: after their current calls, or at once (``now``)."""
+        self._workers.close(now)
 
     def __enter__(self) -> WorkerPool:
         return self
