@@ -84,6 +84,13 @@ class JobRow:
     started_at: float | None  # when its first task was claimed
     finished_at: float | None  # when it last ended; None while not ended
     updated_at: float
+    ends: int = 0  # how many times it has ended (a retry can end it again)
+    finalized: int = 0  # the end whose results and notifications have been written
+
+    @property
+    def round(self) -> int:
+        """Which end of the job this is: 0 for the first, one more per retry that ended it."""
+        return max(0, self.ends - 1)
 
 
 @dataclass(frozen=True)
@@ -237,7 +244,7 @@ def json_out(text: str | None) -> Any:
 JOB_COLUMNS = (
     "j.job_id, j.type, j.state, j.priority, j.binary_path, j.input_dir, j.output_folder, "
     "j.run_id, j.settings, j.error, j.result, j.created_at, j.started_at, j.finished_at, "
-    "j.updated_at"
+    "j.updated_at, j.ends, j.finalized"
 )
 
 
@@ -260,6 +267,8 @@ def job_row(row: Mapping[str, Any], tags: Sequence[str], pipeline_ids: Sequence[
         started_at=row["started_at"],
         finished_at=row["finished_at"],
         updated_at=row["updated_at"],
+        ends=row["ends"],
+        finalized=row["finalized"],
     )
 
 

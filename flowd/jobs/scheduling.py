@@ -10,13 +10,24 @@ ordinary ``RUNNING → QUEUED`` move, and a retry waits in the store (``not_befo
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
 
+from flowd.errors import JobStateError
 from flowd.jobs.database import Database
-from flowd.jobs.queries import Claim, JobRow, TaskRow, read_job, read_task
+from flowd.jobs.queries import (
+    JOB_COLUMNS,
+    Claim,
+    JobRow,
+    TaskRow,
+    job_row,
+    read_job,
+    read_labels,
+    read_task,
+)
 from flowd.jobs.states import AttemptOutcome, JobState, TaskState
 from flowd.jobs.transitions import TaskUpdate, move_job, move_task, roll_up
 
@@ -41,6 +52,18 @@ partial index); for each, the first due task in ``tasks_to_claim`` order (only c
 are in it). The first job with a due task answers — no sort, and no scan of paused or ended jobs
 or of finished tasks, however large the store grows. (A join of the two instead makes SQLite sort
 every claimable task of the first job on each claim.)"""
+
+
+@dataclass(frozen=True)
+class Report:
+    """One task move the scheduler reports in a batch (:meth:`SchedulingMixin.report`):
+    ``task_id`` moves to ``to`` if it is still ``expect``, setting ``update``'s columns."""
+
+    task_id: int
+    to: TaskState
+    why: str
+    expect: TaskState | None = TaskState.RUNNING
+    update: TaskUpdate = field(default_factory=TaskUpdate)
 
 
 class SchedulingMixin:
@@ -200,6 +223,96 @@ class SchedulingMixin:
                 (task_id,),
             ).fetchone()[0]
             return Claim(task, attempt_id)
+
+    def claim_tasks(self, worker: str, limit: int, now: float | None = None) -> list[Claim]:
+        """Up to ``limit`` claims (:meth:`claim_next_task`'s order and rules) in one transaction:
+        what a scheduler with room for several tasks takes at once."""
+        now = self._clock() if now is None else now
+        claims: list[Claim] = []
+        if limit <= 0:
+            return claims
+        with self._db.write() as conn:
+            started: set[str] = set()
+            for _ in range(limit):
+                row = conn.execute(CLAIM_SQL, (now,)).fetchone()
+                if row is None:
+                    break
+                task_id = row[0]
+                move_task(
+                    conn,
+                    task_id,
+                    TaskState.RUNNING,
+                    worker,
+                    "claimed",
+                    now,
+                    TaskUpdate(),
+                    settle=False,
+                )
+                task = read_task(conn, task_id)
+                if task.job_id not in started:
+                    started.add(task.job_id)
+                    state = conn.execute(
+                        "SELECT state FROM jobs WHERE job_id = ?", (task.job_id,)
+                    ).fetchone()[0]
+                    if state == JobState.QUEUED:
+                        move_job(
+                            conn, task.job_id, JobState.RUNNING, worker, "first task started", now
+                        )
+                attempt_id = conn.execute(
+                    "SELECT attempt_id FROM attempts WHERE task_id = ? AND ended_at IS NULL",
+                    (task_id,),
+                ).fetchone()[0]
+                claims.append(Claim(task, attempt_id))
+        return claims
+
+    def report(self, reports: Sequence[Report], who: str) -> list[tuple[Report, JobStateError]]:
+        """Apply many task moves in one transaction (each rolls its job up). A move whose task
+        is no longer in ``expect`` — its job was cancelled meanwhile — is skipped, not applied,
+        and returned with its error: a late result is dropped, never written over a decision."""
+        refused: list[tuple[Report, JobStateError]] = []
+        if not reports:
+            return refused
+        with self._db.write() as conn:
+            now = self._clock()
+            for r in reports:
+                try:
+                    move_task(conn, r.task_id, r.to, who, r.why, now, r.update, expect=r.expect)
+                except JobStateError as exc:  # raised before anything was written
+                    refused.append((r, exc))
+        return refused
+
+    def jobs_to_finalize(self, limit: int = 100) -> list[JobRow]:
+        """Ended jobs whose latest end has not been followed up (results written, notifications
+        stored): ``finalized < ends``. After a crash these are exactly the ends to redo."""
+        with self._db.read() as conn:
+            rows = conn.execute(
+                f"SELECT {JOB_COLUMNS} FROM jobs AS j INDEXED BY jobs_to_finalize "
+                "WHERE finalized < ends ORDER BY updated_at, job_id LIMIT ?",
+                (limit,),
+            ).fetchall()
+            tags, pipelines = read_labels(conn, [r["job_id"] for r in rows])
+            return [
+                job_row(r, tags.get(r["job_id"], ()), pipelines.get(r["job_id"], ())) for r in rows
+            ]
+
+    def mark_finalized(self, job_id: str, ends: int) -> bool:
+        """Record that end number ``ends`` of the job has been followed up; ``False`` if the job
+        has ended again meanwhile (or is gone) and needs following up once more."""
+        with self._db.write() as conn:
+            cur = conn.execute(
+                "UPDATE jobs SET finalized = ? WHERE job_id = ? AND ends = ? AND finalized < ?",
+                (ends, job_id, ends, ends),
+            )
+            return cur.rowcount == 1
+
+    def active_job_ids(self) -> list[str]:
+        """Jobs whose tasks may still run (``QUEUED``/``RUNNING``), in scheduling order."""
+        with self._db.read() as conn:
+            rows = conn.execute(
+                "SELECT job_id FROM jobs INDEXED BY jobs_to_run WHERE state IN ('QUEUED', 'RUNNING') "
+                "ORDER BY priority DESC, created_at, job_id"
+            ).fetchall()
+            return [r[0] for r in rows]
 
     def recover_after_crash(self, who: str = "startup") -> list[TaskRow]:
         """Give back every task left ``RUNNING`` by a process that died: ``RUNNING → QUEUED``

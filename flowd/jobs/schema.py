@@ -181,9 +181,23 @@ def _v2_outbox(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
 
 
+_V3: tuple[str, ...] = (
+    "ALTER TABLE jobs ADD COLUMN ends INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE jobs ADD COLUMN finalized INTEGER NOT NULL DEFAULT 0",
+    "CREATE INDEX jobs_to_finalize ON jobs (updated_at, job_id) WHERE finalized < ends",
+)
+
+
+def _v3_job_ends(conn: sqlite3.Connection) -> None:
+    """Version 3: how often a job has ended, and up to which end its results and notifications
+    were written (so a crash between a job's end and its follow-up is redone at start-up)."""
+    for statement in _V3:
+        conn.execute(statement)
+
+
 Migration = Callable[[sqlite3.Connection], None]
 
-MIGRATIONS: tuple[Migration, ...] = (_v1_initial, _v2_outbox)
+MIGRATIONS: tuple[Migration, ...] = (_v1_initial, _v2_outbox, _v3_job_ends)
 """``MIGRATIONS[n - 1]`` brings a file from version ``n - 1`` to ``n``. Append, never edit."""
 
 

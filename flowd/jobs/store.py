@@ -9,7 +9,7 @@ writes an ``events`` row in that same transaction: the history can never disagre
 A crash is a normal transition: tasks a dead process left ``RUNNING`` are re-queued by the same
 function (:meth:`JobStore.recover_after_crash`).
 
-Schema (version 2; ``PRAGMA user_version``; migrations in :mod:`flowd.jobs.schema`)
+Schema (version 3; ``PRAGMA user_version``; migrations in :mod:`flowd.jobs.schema`)
 -----------------------------------------------------------------------------------
 Times are Unix seconds (REAL) from the store's clock. JSON columns hold UTF-8 JSON text.
 
@@ -19,7 +19,10 @@ Times are Unix seconds (REAL) from the store's clock. JSON columns hold UTF-8 JS
     ``priority`` 0–9 (higher first), ``binary_path``, ``input_dir``, ``output_folder``, ``run_id``,
     ``settings`` (JSON: the run settings as submitted), ``error`` (why it could not run),
     ``result`` (JSON: a compile job's binary path or problems), ``created_at``, ``started_at``
-    (first task claimed), ``finished_at`` (set when it ends, cleared by a retry), ``updated_at``.
+    (first task claimed), ``finished_at`` (set when it ends, cleared by a retry), ``updated_at``;
+    (version 3) ``ends`` (how many times it entered an ended state) and ``finalized`` (up to which
+    end its output files and notifications were written: ``finalized < ends`` is the daemon's
+    to-do list after a crash, index ``jobs_to_finalize``).
     Indexes: ``(created_at, job_id)``, ``(state, created_at, job_id)``,
     ``(binary_path, created_at, job_id)`` — each lists a filter's jobs newest first with no sort —
     and ``jobs_to_run (priority DESC, created_at, job_id) WHERE state IN (QUEUED, RUNNING)``, the

@@ -110,6 +110,7 @@ def move_job(
     params: list[Any] = [str(to), now]
     if to in JOB_ENDED:
         sets.append("finished_at = ?")
+        sets.append("ends = ends + 1")
         params.append(now)
     elif current in JOB_ENDED:
         sets.append("finished_at = NULL")
