@@ -211,3 +211,31 @@ class NotificationError(FlowdError):
     or with headers that are not a JSON object of strings, or a malformed ``notification_emails``.
     Raised when the settings are checked (at submission); a job that ends with them anyway gets its
     notification recorded as not sent, with this message as the reason."""
+
+
+class PathNotFoundError(FlowdError):
+    """A path named in a request does not exist (HTTP 404): ``what`` says which one (the binary,
+    the input folder, …)."""
+
+    def __init__(self, what: str, path: str, cause: str = "does not exist") -> None:
+        super().__init__(f"{what} {path!r} {cause}")
+        self.what = what
+        self.path = path
+
+
+class PathRefusedError(FlowdError):
+    """A path named in a request resolves outside the daemon's ``data_root`` and ``allowed_roots``
+    (through ``..``, an absolute path, or a symlink), or is otherwise not allowed (HTTP 403)."""
+
+    def __init__(self, what: str, path: str, cause: str) -> None:
+        super().__init__(f"{what} {path!r} is refused: {cause}")
+        self.what = what
+        self.path = path
+
+
+class RequestError(FlowdError):
+    """A request is malformed: a missing or mistyped field, a value out of range (HTTP 400)."""
+
+
+class ServiceUnavailableError(FlowdError):
+    """The daemon cannot take the request now: it is shutting down, or a limit is reached (503)."""

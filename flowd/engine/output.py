@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,7 @@ class FileResult:
     """One input file's outcome in one flow."""
 
     file_name: str
-    status: str  # COMPLETE, FAILED, STOPPED_AT_CHECKPOINT, PENDING
+    status: str  # COMPLETE, FAILED, STOPPED_AT_CHECKPOINT, PENDING, CANCELLED
     records: tuple[Record, ...] = ()
     error: str | None = None
     flow: str | None = None
@@ -60,6 +60,41 @@ def file_result(task: Task, progress: TaskProgress | None, flows_type: bool) -> 
     if progress is None:
         return FileResult(name, "PENDING", flow=flow)
     return FileResult(name, FILE_STATUS[progress.state], progress.records, progress.error, flow)
+
+
+def file_result_from_dict(data: Mapping[str, Any]) -> FileResult:
+    """A :class:`FileResult` back from :meth:`FileResult.to_dict` (as the job store keeps it)."""
+    name = str(data["file_name"])
+    records = tuple(
+        Record.from_dict(
+            {
+                "record_index": entry["record_index"],
+                "status": entry.get("status", "OK"),
+                "class_label": entry.get("class_label"),
+                "fields": entry.get("results", ()),
+                "messages": entry.get("messages", ()),
+            },
+            name,
+            "",
+            0,
+        )
+        for entry in data.get("records", ())
+    )
+    return FileResult(name, str(data["status"]), records, data.get("error"), data.get("flow"))
+
+
+def run_summary(results: Sequence[FileResult]) -> dict[str, int]:
+    """The ``run_summary`` of a run's file results (``batch.ibflowresults``, the job status API)."""
+    return {
+        "numFiles": len(results),
+        "numRecords": sum(len(r.records) for r in results),
+        "numRuntimeErrors": sum(
+            1 for r in results for rec in r.records for f in rec.fields if f.error_msg is not None
+        ),
+        "numFailedFiles": sum(1 for r in results if r.status == "FAILED"),
+        "numCompleteFiles": sum(1 for r in results if r.status == "COMPLETE"),
+        "numStoppedAtCheckpoint": sum(1 for r in results if r.status == "STOPPED_AT_CHECKPOINT"),
+    }
 
 
 def record_entry(rec: Record) -> dict[str, Any]:
@@ -136,6 +171,18 @@ def write_results(folder: Path, results: list[FileResult]) -> None:
     rows = result_rows(results)
     write_atomic(folder / RESULTS_JSON, dump_json(rows), fsync=True)
     write_atomic(folder / RESULTS_CSV, rows_to_csv(rows).encode("utf-8", "replace"), fsync=True)
+
+
+def write_run_results(
+    folder: Path, results: Sequence[FileResult], flows: Sequence[str] | None = None
+) -> None:
+    """``results.json``/``.csv`` of the files that completed; for a ``Flows`` binary (``flows``:
+    its flow stems) also one pair per flow in the flow's folder."""
+    write_results(folder, [r for r in results if r.status == "COMPLETE"])
+    for flow in flows or ():
+        mine = [r for r in results if r.flow == flow and r.status == "COMPLETE"]
+        (folder / flow).mkdir(parents=True, exist_ok=True)
+        write_results(folder / flow, mine)
 
 
 def write_batch(folder: Path, batch: dict[str, Any]) -> None:

@@ -22,7 +22,13 @@ from flowd.engine.context import MB, RunContext
 from flowd.engine.driver import ProgressHook, drive
 from flowd.engine.executor import Executor
 from flowd.engine.inputs import Rejected, make_tasks, scan
-from flowd.engine.output import FileResult, file_result, write_batch, write_results
+from flowd.engine.output import (
+    FileResult,
+    file_result,
+    run_summary,
+    write_batch,
+    write_run_results,
+)
 from flowd.engine.pipeline import Task, TaskProgress, TaskRunner, TaskState
 from flowd.engine.pool import WorkerPool
 from flowd.engine.schema import SchemaChange
@@ -42,7 +48,7 @@ from flowd.fsutil import display_name, write_atomic
 log = structlog.get_logger("flowd.run")
 
 
-def _output_base(input_dir: Path, settings: RunSettings) -> Path:
+def output_base(input_dir: Path, settings: RunSettings) -> Path:
     """The output folder (without run id): ``--output-dir`` or ``INPUT_DIR/../out``."""
     if settings.output_dir is not None:
         base = settings.output_dir.absolute()
@@ -57,15 +63,15 @@ def _output_base(input_dir: Path, settings: RunSettings) -> Path:
 
 
 def _output_root(input_dir: Path, binary_path: Path, settings: RunSettings, run_id: str) -> Path:
-    base = _output_base(input_dir, settings)
+    base = output_base(input_dir, settings)
     if settings.output_has_run_id:
         return base / run_id
     if settings.delete_out_dir and base.exists():
-        _empty_folder(base, input_dir, binary_path)
+        empty_output_folder(base, input_dir, binary_path)
     return base
 
 
-def _empty_folder(folder: Path, input_dir: Path, binary_path: Path) -> None:
+def empty_output_folder(folder: Path, input_dir: Path, binary_path: Path) -> None:
     real, real_in = folder.resolve(), input_dir.resolve()
     if (
         real == real_in
@@ -89,7 +95,7 @@ def _empty_folder(folder: Path, input_dir: Path, binary_path: Path) -> None:
             child.unlink()
 
 
-class _InputReader:
+class InputReader:
     """Reads task input files, enforcing the size limit, never following links out."""
 
     def __init__(self, input_dir: Path, max_bytes: int) -> None:
@@ -132,7 +138,7 @@ class FolderRunnerFactory:
     def __call__(self) -> TaskRunner:
         binary = CompiledBinary.from_bytes(self.binary_data, self.binary_name)
         assert self.ctx.output_root is not None
-        reader = _InputReader(self.input_dir, self.ctx.max_file_bytes)
+        reader = InputReader(self.input_dir, self.ctx.max_file_bytes)
         return TaskRunner(
             binary.project, self.ctx, FolderStore(self.ctx.output_root), reader, reader.path
         )
@@ -149,7 +155,7 @@ def pool_executor(
     return WorkerPool(factory, workers, hard_timeout_s)
 
 
-def _hard_timeout(binary: CompiledBinary, step_timeout_s: float | None) -> float | None:
+def hard_timeout(binary: CompiledBinary, step_timeout_s: float | None) -> float | None:
     if step_timeout_s is None:
         return None
     longest = max((len(f.steps) for f in binary.plan.flows), default=1) + 2
@@ -174,7 +180,7 @@ def start_run(
     job_id = check_job_id(settings.job_id) if settings.job_id else str(uuid.uuid4())
     run_id = new_run_id()
     output_root = _output_root(input_dir, binary_path, settings, run_id)
-    files, rejected = scan(input_dir, skip=_output_base(input_dir, settings))
+    files, rejected = scan(input_dir, skip=output_base(input_dir, settings))
     tasks, bad = make_tasks(binary.plan, files)
     rejected += bad
     output_root.mkdir(parents=True, exist_ok=True)
@@ -278,7 +284,7 @@ def execute_run(
             if on_progress is not None:
                 on_progress(p)
 
-        executor = executor_factory(factory, size, _hard_timeout(binary, ctx.step_timeout_s))
+        executor = executor_factory(factory, size, hard_timeout(binary, ctx.step_timeout_s))
         if on_start is not None:
             on_start(len(tasks))  # after the workers started: no thread exists when they fork
         try:
@@ -319,23 +325,9 @@ def _finish(
         if failed
         else RunStatus.COMPLETE
     )
-    num_records = sum(len(r.records) for r in results)
-    summary = {
-        "numFiles": len(results),
-        "numRecords": num_records,
-        "numRuntimeErrors": sum(
-            1 for r in results for rec in r.records for f in rec.fields if f.error_msg is not None
-        ),
-        "numFailedFiles": sum(1 for r in results if r.status == "FAILED"),
-        "numCompleteFiles": sum(1 for r in results if r.status == "COMPLETE"),
-        "numStoppedAtCheckpoint": sum(1 for r in results if r.status == "STOPPED_AT_CHECKPOINT"),
-    }
-    write_results(ctx.output_root, [r for r in results if r.status == "COMPLETE"])
-    if flows_type:
-        for flow in binary.plan.flows:
-            mine = [r for r in results if r.flow == flow.stem and r.status == "COMPLETE"]
-            (ctx.output_root / flow.stem).mkdir(parents=True, exist_ok=True)
-            write_results(ctx.output_root / flow.stem, mine)
+    summary = run_summary(results)
+    flows = [flow.stem for flow in binary.plan.flows] if flows_type else None
+    write_run_results(ctx.output_root, results, flows)
     transient = any(p.transient for p in latest.values() if p.state is TaskState.FAILED)
     batch.update(
         status=status,
