@@ -11,23 +11,58 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
-from flowd.engine.pipeline import Task, TaskProgress, TaskRunner
+from flowd.engine.pipeline import Task, TaskProgress, TaskRunner, TaskState
+from flowd.fsutil import display_name
+
+
+class EngineCall(Protocol):
+    """Anything a worker process can run against its :class:`TaskRunner`: ``run`` gives the
+    result, ``failed`` the result to report instead when the worker died or timed out on it."""
+
+    def run(self, runner: TaskRunner) -> Any: ...
+
+    def failed(self, message: str, transient: bool) -> Any: ...
+
+
+def _failures(tasks: tuple[Task, ...], message: str, transient: bool) -> list[TaskProgress]:
+    return [
+        TaskProgress(
+            t, TaskState.FAILED, error=f"{display_name(t.file)}: {message}", transient=transient
+        )
+        for t in tasks
+    ]
 
 
 @dataclass(frozen=True)
 class Advance:
+    """Move one task to its end or its next barrier; the result is a one-item progress list."""
+
     task: Task
     fresh: bool
     release: bool = False
 
+    def run(self, runner: TaskRunner) -> list[TaskProgress]:
+        return [runner.advance(self.task, fresh=self.fresh, release=self.release)]
+
+    def failed(self, message: str, transient: bool) -> list[TaskProgress]:
+        return _failures((self.task,), message, transient)
+
 
 @dataclass(frozen=True)
 class Reduce:
+    """Run the reduce UDF at ``position`` over ``tasks``; the result lists failures ([] = done)."""
+
     tasks: tuple[Task, ...]
     position: int
     route: str | None = None
+
+    def run(self, runner: TaskRunner) -> list[TaskProgress]:
+        return runner.reduce(list(self.tasks), self.position, self.route)
+
+    def failed(self, message: str, transient: bool) -> list[TaskProgress]:
+        return _failures(self.tasks, message, transient)
 
 
 Call = Advance | Reduce
@@ -35,9 +70,7 @@ Call = Advance | Reduce
 
 def execute(runner: TaskRunner, call: Call) -> list[TaskProgress]:
     """Run one call on ``runner``: the progress of an Advance, or the failures of a Reduce."""
-    if isinstance(call, Advance):
-        return [runner.advance(call.task, fresh=call.fresh, release=call.release)]
-    return runner.reduce(list(call.tasks), call.position, call.route)
+    return call.run(runner)
 
 
 class Executor(Protocol):

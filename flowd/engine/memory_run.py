@@ -23,6 +23,7 @@ from flowd.engine.settings import check_runtime_config, new_run_id
 from flowd.engine.store import MemoryStore
 from flowd.errors import DocumentError, RunSettingsError
 from flowd.flows.binary import CompiledBinary
+from flowd.flows.specs import ProjectSpec
 
 
 @dataclass(frozen=True)
@@ -34,19 +35,21 @@ class MemoryRunSettings:
 
 
 def run_documents(
-    binary: CompiledBinary,
+    binary: CompiledBinary | ProjectSpec,
     documents: Sequence[tuple[str, bytes]],
     settings: MemoryRunSettings = MemoryRunSettings(),
 ) -> tuple[FileResult, ...]:
-    """Run ``binary`` on ``documents`` (``(file name, bytes)`` pairs, names unique) in this
-    process, in memory; results in the order of ``documents`` (and of flows, for ``Flows``)."""
+    """Run ``binary`` (or the project loaded from one, UDFs included) on ``documents`` (``(file
+    name, bytes)`` pairs, names unique) in this process, in memory; results in the order of
+    ``documents`` (and of flows, for ``Flows``)."""
+    project = binary.project if isinstance(binary, CompiledBinary) else binary
     names = [name for name, _ in documents]
     if len(set(names)) != len(names):
         raise RunSettingsError("file names must be unique within one call")
     bad = [n for n in names if not n or n.startswith("/") or ".." in n.split("/")]
     if bad:
         raise RunSettingsError(f"file name {bad[0]!r} is not a plain relative name")
-    schema = check_runtime_config(settings.runtime_config, binary)
+    schema = check_runtime_config(settings.runtime_config, project)
     contents = dict(documents)
     limit = int(settings.max_file_mb * MB)
 
@@ -68,13 +71,47 @@ def run_documents(
         step_timeout_s=settings.step_timeout_s,
         max_file_bytes=limit,
     )
-    tasks, rejected = make_tasks(binary.plan, names)
-    runner = TaskRunner(binary.project, ctx, MemoryStore(), read)
+    tasks, rejected = make_tasks(project, names)
+    runner = TaskRunner(project, ctx, MemoryStore(), read)
     latest = drive(tasks, InlineExecutor(runner), fresh=True)
-    flows_type = binary.plan.binary_type.value == "Flows"
+    flows_type = project.binary_type.value == "Flows"
     results = [file_result(t, latest.get(t.key), flows_type) for t in tasks]
     results += [
         FileResult(r.file, "FAILED", error=f"{r.file}: {r.reason}", flow=r.flow) for r in rejected
     ]
     order = {name: i for i, name in enumerate(names)}
     return tuple(sorted(results, key=lambda r: order.get(r.file_name, len(order))))
+
+
+@dataclass(frozen=True)
+class InMemory:
+    """A whole in-memory run as one call for a worker process (the daemon's sync API): the
+    worker's runner supplies the project (UDFs loaded once per worker), nothing touches disk."""
+
+    documents: tuple[tuple[str, bytes], ...]
+    settings: MemoryRunSettings
+
+    def run(self, runner: TaskRunner) -> tuple[FileResult, ...]:
+        return run_documents(runner.project, self.documents, self.settings)
+
+    def failed(self, message: str, transient: bool) -> tuple[FileResult, ...]:
+        return tuple(
+            FileResult(name, "FAILED", error=f"{name}: {message}") for name, _ in self.documents
+        )
+
+
+@dataclass(frozen=True)
+class MemoryRunnerFactory:
+    """Builds a worker's runner for :class:`InMemory` calls from a binary's bytes (picklable)."""
+
+    binary_data: bytes
+    binary_name: str
+
+    def __call__(self) -> TaskRunner:
+        project = CompiledBinary.from_bytes(self.binary_data, self.binary_name).project
+        ctx = RunContext(job_id="sync", run_id="", output_root=None)
+
+        def no_input(name: str) -> bytes:
+            raise DocumentError(name, "no document given")
+
+        return TaskRunner(project, ctx, MemoryStore(), no_input)

@@ -32,11 +32,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
-from typing import Any
+from typing import Any, cast
 
-from flowd.engine.executor import Advance, Call, execute
-from flowd.engine.pipeline import TaskProgress, TaskRunner, TaskState
-from flowd.fsutil import display_name
+from flowd.engine.executor import Call, EngineCall
+from flowd.engine.pipeline import TaskProgress, TaskRunner
 
 RunnerFactory = Callable[[], TaskRunner]
 
@@ -88,9 +87,7 @@ def _worker_main(conn: Connection, parent_pid: int | None, capacity: int) -> Non
             runners.move_to_end(key)
             runner, broken = runners[key]
             for call_id, call in calls:
-                result = (
-                    execute(runner, call) if runner is not None else _failures(call, broken, False)
-                )
+                result = call.run(runner) if runner is not None else call.failed(broken, False)
                 conn.send((call_id, result))
     except (EOFError, BrokenPipeError, KeyboardInterrupt):
         pass
@@ -112,7 +109,7 @@ class _Pending:
     call_id: int
     key: str
     factory: RunnerFactory
-    call: Call
+    call: EngineCall
     hard_timeout_s: float | None
 
 
@@ -125,18 +122,8 @@ class _Worker:
     loaded: OrderedDict[str, None] = field(default_factory=OrderedDict)
 
 
-Finished = tuple[int, Call, list[TaskProgress]]
-"""A call's id, the call, and its progress list."""
-
-
-def _failures(call: Call, message: str, transient: bool) -> list[TaskProgress]:
-    tasks = [call.task] if isinstance(call, Advance) else list(call.tasks)
-    return [
-        TaskProgress(
-            t, TaskState.FAILED, error=f"{display_name(t.file)}: {message}", transient=transient
-        )
-        for t in tasks
-    ]
+Finished = tuple[int, EngineCall, Any]
+"""A call's id, the call, and its result (for Advance/Reduce: a progress list)."""
 
 
 def default_start_method() -> str:
@@ -193,7 +180,7 @@ class ProcessWorkers:
         call_id: int,
         key: str,
         factory: RunnerFactory,
-        call: Call,
+        call: EngineCall,
         hard_timeout_s: float | None = None,
     ) -> None:
         """Queue ``call`` of run ``key`` (whose runner ``factory`` builds); ``hard_timeout_s``:
@@ -267,7 +254,7 @@ class ProcessWorkers:
                 continue
             current = w.held.popleft()
             self._requeue(w)
-            out.append((current.call_id, current.call, _failures(current.call, message, True)))
+            out.append((current.call_id, current.call, current.call.failed(message, True)))
         self._dispatch()
         return out
 
@@ -354,15 +341,14 @@ class WorkerPool:
         self._next_id = 0
 
     def run(self, calls: list[Call]) -> Iterator[tuple[Call, list[TaskProgress]]]:
-        waiting: set[int] = set()
+        waiting: dict[int, Call] = {}
         for call in calls:
             self._workers.submit(self._next_id, self.KEY, self.factory, call, self.hard_timeout_s)
-            waiting.add(self._next_id)
+            waiting[self._next_id] = call
             self._next_id += 1
         while waiting:
-            for call_id, call, result in self._workers.poll(0.5):
-                waiting.discard(call_id)
-                yield call, result
+            for call_id, _, result in self._workers.poll(0.5):
+                yield waiting.pop(call_id), cast(list[TaskProgress], result)
 
     def close(self, now: bool = False) -> None:
         """Stop the workers: after their current calls, or at once (``now``)."""

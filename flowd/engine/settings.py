@@ -19,6 +19,7 @@ from flowd.engine.output import FileResult
 from flowd.engine.schema import SchemaChange
 from flowd.errors import RunSettingsError
 from flowd.flows.binary import CompiledBinary
+from flowd.flows.specs import ProjectSpec
 
 JOB_ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
 
@@ -90,8 +91,9 @@ def check_job_id(job_id: str) -> str:
     return job_id
 
 
-def check_runtime_config(config: Any, binary: CompiledBinary) -> SchemaChange | None:
-    """Validate ``runtime_config`` now, before anything runs; return its schema change."""
+def check_runtime_config(config: Any, binary: CompiledBinary | ProjectSpec) -> SchemaChange | None:
+    """Validate ``runtime_config`` now, before anything runs; return its schema change.
+    ``binary`` is a compiled binary or the project (plan) loaded from one."""
     if not isinstance(config, Mapping):
         raise RunSettingsError("runtime_config must be a JSON object")
     prefix = config.get("log_prefix")
@@ -100,4 +102,5 @@ def check_runtime_config(config: Any, binary: CompiledBinary) -> SchemaChange | 
     raw = config.get("modify_output_schema")
     if raw is None:
         return None
-    return SchemaChange.parse(raw, binary.plan.field_names)
+    plan = binary.plan if isinstance(binary, CompiledBinary) else binary
+    return SchemaChange.parse(raw, plan.field_names)
