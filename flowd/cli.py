@@ -306,5 +306,14 @@ def _timeout(value: float) -> float | None:
     return value
 
 
+def _add_remote_commands() -> None:
+    from flowd.cli_remote import COMMANDS
+
+    for command in COMMANDS:
+        main.add_command(command)
+
+
+_add_remote_commands()
+
 if __name__ == "__main__":
     main()

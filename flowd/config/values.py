@@ -109,7 +109,9 @@ RootRelative = Annotated[
 Email = Annotated[str, AfterValidator(_check_email)]
 Host = Annotated[str, AfterValidator(_check_host)]
 PositiveFloat = Annotated[float, Field(gt=0)]
-Port = Annotated[int, Field(ge=1, le=65535)]
+Port = Annotated[int, Field(ge=0, le=65535)]
+"""A TCP port; 0 (for [api]) asks the system for a free one — the daemon writes the one it got to
+state_dir/daemon.json."""
 
 
 class Section(BaseModel):

@@ -21,7 +21,7 @@ from flowd.engine.output import FileResult, file_result
 from flowd.engine.pipeline import TaskRunner
 from flowd.engine.settings import check_runtime_config, new_run_id
 from flowd.engine.store import MemoryStore
-from flowd.errors import DocumentError, RunSettingsError
+from flowd.errors import DocumentError, FlowdError, RunSettingsError
 from flowd.flows.binary import CompiledBinary
 from flowd.flows.specs import ProjectSpec
 
@@ -92,7 +92,10 @@ class InMemory:
     settings: MemoryRunSettings
 
     def run(self, runner: TaskRunner) -> tuple[FileResult, ...]:
-        return run_documents(runner.project, self.documents, self.settings)
+        try:
+            return run_documents(runner.project, self.documents, self.settings)
+        except FlowdError as exc:  # a bad request the caller did not catch: every file fails
+            return self.failed(exc.message, False)
 
     def failed(self, message: str, transient: bool) -> tuple[FileResult, ...]:
         return tuple(

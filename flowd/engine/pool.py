@@ -58,11 +58,18 @@ def _die_with_parent() -> None:
 _PR_SET_PDEATHSIG = 1
 
 
+FORKSERVER_PRELOAD = ["flowd.engine.pipeline", "flowd.engine.run", "flowd.engine.memory_run"]
+
 RUNNERS_PER_WORKER = 4
 """Runs whose runners a worker keeps built at once; the least recently used one is dropped."""
 
 
-def _worker_main(conn: Connection, parent_pid: int | None, capacity: int) -> None:
+def _worker_main(
+    conn: Connection,
+    parent_pid: int | None,
+    capacity: int,
+    initializer: Callable[[], None] | None,
+) -> None:
     _die_with_parent()  # forked: dies with the run; forkserver: with the server, which follows the run
     if parent_pid is not None and os.getppid() != parent_pid:  # the parent died before we asked
         os._exit(1)
@@ -71,6 +78,8 @@ def _worker_main(conn: Connection, parent_pid: int | None, capacity: int) -> Non
     # Tesseract starts a thread per core by default; with a worker per core that oversubscribes
     # the machine several times over.
     os.environ.setdefault("OMP_THREAD_LIMIT", "1")
+    if initializer is not None:
+        initializer()
     runners: OrderedDict[str, tuple[TaskRunner | None, str]] = OrderedDict()
     try:
         while True:
@@ -146,11 +155,18 @@ class ProcessWorkers:
         size: int,
         start_method: str | None = None,
         runners_per_worker: int = RUNNERS_PER_WORKER,
+        initializer: Callable[[], None] | None = None,
     ) -> None:
+        """``initializer`` (picklable) runs first in every worker: e.g. the daemon's logging set-up,
+        which a worker started by a fork server does not inherit."""
         self.size = max(1, size)
+        self.initializer = initializer
         self.runners_per_worker = max(1, runners_per_worker)
         self._mp: Any = mp.get_context(start_method or default_start_method())
         self._fork = self._mp.get_start_method() == "fork"
+        if self._mp.get_start_method() == "forkserver":
+            # Workers forked from a server that has the engine imported start in milliseconds.
+            self._mp.set_forkserver_preload(FORKSERVER_PRELOAD)
         self._queue: deque[_Pending] = deque()
         self._workers: list[_Worker] = [self._spawn() for _ in range(self.size)]
 
@@ -167,7 +183,12 @@ class ProcessWorkers:
         parent, child = self._mp.Pipe(duplex=True)
         process = self._mp.Process(
             target=_worker_main,
-            args=(child, os.getpid() if self._fork else None, self.runners_per_worker),
+            args=(
+                child,
+                os.getpid() if self._fork else None,
+                self.runners_per_worker,
+                self.initializer,
+            ),
             name="flowd-worker",
             daemon=True,
         )

@@ -81,8 +81,13 @@ class TaskExecutor(Protocol):
 class LocalExecutor:
     """Work on ``workers`` processes of this machine (see :class:`ProcessWorkers`)."""
 
-    def __init__(self, workers: int, start_method: str | None = None) -> None:
-        self._pool = ProcessWorkers(workers, start_method)
+    def __init__(
+        self,
+        workers: int,
+        start_method: str | None = None,
+        initializer: Callable[[], None] | None = None,
+    ) -> None:
+        self._pool = ProcessWorkers(workers, start_method, initializer=initializer)
         self._capacity = self._pool.size * IN_FLIGHT_PER_WORKER
 
     @property

@@ -316,6 +316,25 @@ class JobStore(CommandsMixin, SchedulingMixin, ListingMixin, PipelinesMixin):
                 raise JobNotFoundError(job_id)
             return read_counts(conn, job_id)
 
+    def gauges(self) -> dict[str, dict[str, int]]:
+        """Counts for monitoring: ``jobs`` by state, ``tasks`` claimable (``queued``, due or
+        not) and ``running``. Read from indexes only (cheap enough for every metrics scrape)."""
+        with self._db.read() as conn:
+            jobs = {s: 0 for s in JobState}
+            for state, n in conn.execute("SELECT state, count(*) FROM jobs GROUP BY state"):
+                jobs[JobState(state)] = n
+            queued = conn.execute(
+                "SELECT count(*) FROM tasks INDEXED BY tasks_to_claim "
+                "WHERE state IN ('QUEUED', 'RETRY_WAIT')"
+            ).fetchone()[0]
+            running = conn.execute(
+                "SELECT count(*) FROM tasks INDEXED BY tasks_running WHERE state = 'RUNNING'"
+            ).fetchone()[0]
+        return {
+            "jobs": {str(k): v for k, v in jobs.items()},
+            "tasks": {"queued": queued, "running": running},
+        }
+
     def events(self, job_id: str, task_id: int | None = None) -> list[EventRow]:
         """A job's state changes (its own and its tasks'; or one task's), oldest first."""
         with self._db.read() as conn:

@@ -196,6 +196,12 @@ class Outbox:
             ).fetchall()
         return [_message(row) for row in rows]
 
+    def counts(self) -> dict[tuple[str, str], int]:
+        """Messages by ``(kind, state)``, for monitoring."""
+        with self._db.read() as conn:
+            rows = conn.execute("SELECT kind, state, count(*) FROM outbox GROUP BY kind, state")
+            return {(str(kind), str(state)): n for kind, state, n in rows}
+
     def due(self, now: float, limit: int = 100) -> list[OutboxMessage]:
         """Pending messages whose time has come, soonest first (a read: nothing is claimed)."""
         with self._db.read() as conn:

@@ -1,0 +1,114 @@
+"""Response shapes: the Instabase-style job status (SPEC §7) and job summaries for the list.
+
+``cur_status`` is a JSON *string* (clients of the seed ``json.loads`` it), holding ``status`` (the
+job's flowd status), ``curProgress`` (share of its tasks that ended, 0–1), ``finish_timestamp``
+(Unix seconds, ``null`` while it runs) and ``run_summary``. ``state`` is ``PENDING`` until the job
+has ended (``STOPPED_AT_CHECKPOINT`` counts as ended: it waits for a person, not for flowd), then
+``DONE``, and ``results`` appears: one entry, ``{"status": "OK", "output_folder": …}`` for a
+complete flow job (``binary_path`` for a compile job), ``{"status": "ERROR", "msg": …}`` otherwise
+(with the output folder too when there is one).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flowd.jobs.queries import JobCounts, JobRow, JobType
+from flowd.jobs.states import JOB_ENDED, JobState, TaskState
+from flowd.jobs.store import JobStore
+
+FIRST_ERRORS = 3
+"""Failed files named in a failed job's message."""
+
+
+def run_summary(counts: JobCounts) -> dict[str, int]:
+    return {
+        "numFiles": counts.total,
+        "numRecords": counts.records,
+        "numRuntimeErrors": counts.runtime_errors,
+        "numFailedFiles": counts[TaskState.FAILED],
+        "numCompleteFiles": counts[TaskState.DONE],
+        "numStoppedAtCheckpoint": counts[TaskState.CHECKPOINT],
+    }
+
+
+def failure_message(store: JobStore, job: JobRow, counts: JobCounts) -> str:
+    """What went wrong, in one paragraph: the job's own error, or its failed files."""
+    if job.error:
+        return job.error
+    if job.type is JobType.COMPILE:
+        problems = (job.result or {}).get("problems") if isinstance(job.result, dict) else None
+        task = store.tasks(job.job_id)
+        return (task[0].error if task else None) or "; ".join(problems or ["compile failed"])
+    if job.state is JobState.CANCELLED:
+        return "the job was cancelled"
+    if job.state is JobState.STOPPED_AT_CHECKPOINT:
+        return (
+            f"{counts[TaskState.CHECKPOINT]} file(s) stopped at a checkpoint for review; fix their "
+            'records and retry with retry_type "checkpoint_failure"'
+        )
+    failed = store.tasks(job.job_id, TaskState.FAILED)
+    errors = [t.error or t.file for t in failed[:FIRST_ERRORS]]
+    more = f" (and {len(failed) - FIRST_ERRORS} more)" if len(failed) > FIRST_ERRORS else ""
+    return f"{len(failed)} of {counts.total} file(s) failed: " + "; ".join(errors) + more
+
+
+def job_status(store: JobStore, job: JobRow) -> dict[str, Any]:
+    """The ``GET /api/v1/jobs/status`` body for ``job``."""
+    counts = store.job_counts(job.job_id)
+    ended = job.state in JOB_ENDED
+    cur = {
+        "status": str(job.state),
+        "curProgress": round(counts.progress, 4)
+        if not (ended and job.state is JobState.COMPLETE)
+        else 1.0,
+        "finish_timestamp": job.finished_at,
+        "run_summary": run_summary(counts),
+    }
+    body: dict[str, Any] = {
+        "status": "OK",
+        "msg": "",
+        "state": "DONE" if ended else "PENDING",
+        "job_id": job.job_id,
+        "type": str(job.type),
+        "cur_status": json.dumps(cur),
+    }
+    if ended:
+        body["results"] = [_result(store, job, counts)]
+    return body
+
+
+def _result(store: JobStore, job: JobRow, counts: JobCounts) -> dict[str, Any]:
+    if job.state is JobState.COMPLETE:
+        if job.type is JobType.COMPILE:
+            tasks = store.tasks(job.job_id)
+            result = tasks[0].result if tasks and isinstance(tasks[0].result, dict) else {}
+            return {"status": "OK", "binary_path": result.get("binary_path", job.binary_path)}
+        return {"status": "OK", "output_folder": job.output_folder}
+    out: dict[str, Any] = {"status": "ERROR", "msg": failure_message(store, job, counts)}
+    if job.type is JobType.FLOW and job.output_folder:
+        out["output_folder"] = job.output_folder
+    if job.type is JobType.COMPILE:
+        tasks = store.tasks(job.job_id)
+        if tasks and isinstance(tasks[0].result, dict) and "problems" in tasks[0].result:
+            out["problems"] = tasks[0].result["problems"]
+    return out
+
+
+def job_summary(job: JobRow) -> dict[str, Any]:
+    """A job as the list shows it (no per-task reads: a page stays one query)."""
+    return {
+        "job_id": job.job_id,
+        "type": str(job.type),
+        "status": str(job.state),
+        "priority": job.priority,
+        "binary_path": job.binary_path,
+        "input_dir": job.input_dir,
+        "output_folder": job.output_folder,
+        "tags": list(job.tags),
+        "pipeline_ids": list(job.pipeline_ids),
+        "created_at": job.created_at,
+        "started_at": job.started_at,
+        "finished_at": job.finished_at,
+    }

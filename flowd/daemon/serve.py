@@ -1,0 +1,91 @@
+"""``flowd serve --config FILE``: the daemon process (SPEC §8).
+
+Start-up order: logging, the API token, the listening socket (a taken port is a one-line error
+before anything else starts), the :class:`~flowd.daemon.service.Service` (crash recovery, workers,
+scheduler, timers), then uvicorn on the socket. ``state_dir/daemon.json`` tells clients on this
+machine where the API listens (the real port, also when the config says ``port = 0``); it is
+removed on a clean stop. SIGTERM/SIGINT stop uvicorn, then the service drains.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+import structlog
+import uvicorn
+
+from flowd.api.app import gated_app
+from flowd.config import FlowdConfig
+from flowd.daemon.service import Service
+from flowd.daemon.tokens import ensure_tokens
+from flowd.errors import ConfigError
+from flowd.fsutil import write_atomic
+from flowd.logging import configure
+
+log = structlog.get_logger("flowd.daemon")
+
+DAEMON_FILE = "daemon.json"
+DRAIN_S = 30.0
+"""How long running tasks may take to finish at shutdown before their workers are stopped."""
+
+
+def daemon_file(config: FlowdConfig) -> Path:
+    return config.state_dir / DAEMON_FILE
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host:port`` (``port`` 0: any free port)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(
+            "api", [f"[api] cannot listen on {host}:{port}: {exc.strerror or exc}"]
+        ) from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve(config: FlowdConfig) -> None:
+    """Run the daemon until SIGTERM/SIGINT."""
+    configure(config.log.format.value, config.log.level.value)
+    # APScheduler logs every timer run at INFO: twice a second, forever.
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    tokens = ensure_tokens(config)
+    sock = listen(config.api.host, config.api.port)
+    host, port = sock.getsockname()[:2]
+    service = Service(config)
+    service.start()
+    url = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
+    info: dict[str, Any] = {"pid": os.getpid(), "url": url}
+    write_atomic(daemon_file(config), json.dumps(info).encode())
+    server = uvicorn.Server(
+        uvicorn.Config(
+            gated_app(service, tokens),
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=10,
+            server_header=False,
+        )
+    )
+    log.info("api_listening", url=url)
+    try:
+        server.run(sockets=[sock])
+    finally:
+        service.stop(DRAIN_S)
+        with contextlib.suppress(FileNotFoundError):
+            current = json.loads(daemon_file(config).read_text())
+            if current.get("pid") == os.getpid():
+                daemon_file(config).unlink()
+        sock.close()

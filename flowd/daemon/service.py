@@ -1,0 +1,292 @@
+"""The daemon's core, without HTTP: the job store, the scheduler and its workers, the follow-up of
+ended jobs, notifications and timers (SPEC §6–§8). The API (:mod:`flowd.api`) and ``flowd serve``
+are thin layers over a :class:`Service`.
+
+Threads, and what each owns:
+
+- the **scheduler** thread (:class:`~flowd.jobs.scheduler.Scheduler`) — claims, runs, reports;
+- the **finalizer** thread — follows up each job end: writes its output files, stores its
+  notifications in the outbox, marks the end as followed up. Driven by the store's
+  ``finalized < ends`` list, so an end a crash interrupted is followed up at the next start;
+- **APScheduler** (timers only, SPEC §8): delivering due notifications, waking the scheduler when a
+  retry's backoff ends, a periodic sweep of the finalizer's list;
+- the **sync** thread (:class:`~flowd.daemon.sync.SyncRunner`), started at the first sync request.
+
+The store is the only truth; every thread can be rebuilt from it.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import threading
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import structlog
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from flowd.config import Executor, FlowdConfig
+from flowd.daemon.metrics import Metrics
+from flowd.daemon.sync import SyncRunner
+from flowd.engine.memory_run import InMemory, MemoryRunSettings
+from flowd.engine.output import FileResult
+from flowd.errors import ConfigError, RunSettingsError, ServiceUnavailableError
+from flowd.flows.binary import CompiledBinary
+from flowd.jobs.backoff import RetryPolicy
+from flowd.jobs.binaries import BinaryCache
+from flowd.jobs.compiling import trusted_roots
+from flowd.jobs.executors import LocalExecutor
+from flowd.jobs.finalize import write_job_outputs
+from flowd.jobs.queries import JobRow, JobType
+from flowd.jobs.scheduler import Scheduler
+from flowd.jobs.states import JOB_ENDED
+from flowd.jobs.store import JobStore
+from flowd.jobs.submit import CompileRun, FlowRun, submit_compile, submit_flow_run
+from flowd.logging import configure
+from flowd.notify.dispatcher import Dispatcher
+from flowd.notify.outbox import Outbox
+
+log = structlog.get_logger("flowd.daemon")
+
+STORE_FILE = "jobs.sqlite3"
+NOTIFY_EVERY_S = 0.5
+"""How often due notifications are looked for (one indexed query when there are none)."""
+SWEEP_EVERY_S = 5.0
+"""How often the finalizer looks for job ends nobody told it about (a safety net)."""
+
+
+def worker_count(config: FlowdConfig) -> int:
+    """``workers``, or the CPU count for 0."""
+    return config.workers or os.cpu_count() or 1
+
+
+class Service:
+    """Everything ``flowd serve`` runs besides the HTTP server. :meth:`start`, then use, then
+    :meth:`stop`. Methods called by API requests are thread-safe."""
+
+    def __init__(self, config: FlowdConfig) -> None:
+        if config.executor is Executor.DASK:
+            raise ConfigError(
+                "executor",
+                ['executor = "dask" is not available in this version of flowd; use "local"'],
+            )
+        self.config = config
+        config.state_dir.mkdir(parents=True, exist_ok=True)
+        self.store = JobStore(config.state_dir / STORE_FILE)
+        self.outbox = Outbox(self.store)
+        self.binaries = BinaryCache(config.state_dir / "binaries")
+        self.metrics = Metrics(self.store, self.outbox)
+        self.dispatcher = Dispatcher.from_config(self.outbox, config.webhooks, config.smtp)
+        self.workers = worker_count(config)
+        self.worker_setup = functools.partial(
+            configure, config.log.format.value, config.log.level.value
+        )
+        self.sync = SyncRunner(self.workers, initializer=self.worker_setup)
+        self.started_at = time.time()
+        self._executor: LocalExecutor | None = None
+        self._scheduler: Scheduler | None = None
+        self._timers = BackgroundScheduler(timezone=UTC)
+        self._finalize_now = threading.Event()
+        self._stopping = threading.Event()
+        self._finalizer: threading.Thread | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def start(self) -> None:
+        recovered = self.store.recover_after_crash("startup")
+        self._executor = LocalExecutor(
+            self.workers, start_method="forkserver", initializer=self.worker_setup
+        )
+        trusted = [p.root for p in self.config.projects] + list(self.config.udf_roots)
+        self._scheduler = Scheduler(
+            self.store,
+            self._executor,
+            self.binaries,
+            policy=RetryPolicy(max_attempts=self.config.max_attempts),
+            udfs_allowed=trusted_roots(trusted),
+            on_settled=self._finalize_now.set,
+            on_retry=self._wake_at,
+            observe=self.metrics.observe_task,
+        )
+        self._scheduler.start()
+        self._finalizer = threading.Thread(
+            target=self._finalize_loop, name="flowd-finalizer", daemon=True
+        )
+        self._finalizer.start()
+        self._timers.add_job(
+            self._deliver,
+            "interval",
+            seconds=NOTIFY_EVERY_S,
+            id="notify",
+            max_instances=1,
+            coalesce=True,
+        )
+        self._timers.add_job(
+            self._finalize_now.set,
+            "interval",
+            seconds=SWEEP_EVERY_S,
+            id="sweep",
+            max_instances=1,
+            coalesce=True,
+        )
+        self._timers.start()
+        log.info(
+            "daemon_started",
+            state_dir=str(self.config.state_dir),
+            workers=self.workers,
+            recovered_tasks=len(recovered),
+        )
+
+    def stop(self, grace_s: float = 30.0) -> None:
+        """Drain: stop taking work, let running tasks finish (up to ``grace_s``), follow up the
+        jobs that ended, close everything."""
+        self._stopping.set()
+        if self._scheduler is not None:
+            self._scheduler.stop(grace_s)
+        self.sync.close()
+        if self._timers.running:
+            self._timers.shutdown(wait=True)
+        self._finalize_now.set()
+        if self._finalizer is not None:
+            self._finalizer.join(30)
+        self.dispatcher.close()
+        self.outbox.close()
+        self.store.close()
+        log.info("daemon_stopped")
+
+    @property
+    def scheduler(self) -> Scheduler:
+        if self._scheduler is None:
+            raise ServiceUnavailableError("the daemon is not started")
+        return self._scheduler
+
+    # -- timers ----------------------------------------------------------------------------
+    def _wake_at(self, at: float) -> None:
+        """Wake the scheduler when a retry's backoff ends (it would notice within its idle
+        time anyway: the store holds ``not_before``, a lost timer strands nothing)."""
+        if self._timers.running and not self._stopping.is_set():
+            self._timers.add_job(
+                self.scheduler.wake,
+                "date",
+                run_date=datetime.fromtimestamp(at + 0.01, UTC),
+                misfire_grace_time=None,
+            )
+
+    def _deliver(self) -> None:
+        try:
+            self.dispatcher.run_due()
+        except Exception:  # the next tick tries again; the outbox keeps every message
+            log.exception("notify_failed")
+
+    def deliver_soon(self) -> None:
+        if self._timers.running:
+            self._timers.modify_job("notify", next_run_time=datetime.now(UTC))
+
+    # -- following up job ends -------------------------------------------------------------
+    def _finalize_loop(self) -> None:
+        while True:
+            self._finalize_now.wait(SWEEP_EVERY_S)
+            self._finalize_now.clear()
+            try:
+                if self.finalize_ended() and not self._stopping.is_set():
+                    self.deliver_soon()
+            except Exception:
+                log.exception("finalize_failed")
+            if self._stopping.is_set() and (self._scheduler is None or not self._scheduler_alive()):
+                self.finalize_ended()
+                return
+
+    def _scheduler_alive(self) -> bool:
+        thread = self._scheduler._thread if self._scheduler is not None else None
+        return thread is not None and thread.is_alive()
+
+    def finalize_ended(self) -> int:
+        """Follow up every job end not followed up yet; return how many were."""
+        count = 0
+        while jobs := self.store.jobs_to_finalize(100):
+            for job in jobs:
+                self._follow_up(job)
+                count += 1
+        return count
+
+    def _follow_up(self, job: JobRow) -> None:
+        context = {"job_id": job.job_id}
+        prefix = (job.settings.get("runtime_config") or {}).get("log_prefix")
+        if isinstance(prefix, str) and prefix:
+            context["log_prefix"] = prefix
+        with structlog.contextvars.bound_contextvars(**context):
+            summary: dict[str, int] = {}
+            if job.type is JobType.FLOW:
+                try:
+                    summary = write_job_outputs(self.store, self.binaries, job)
+                except OSError as exc:
+                    log.error("job_outputs_failed", output=job.output_folder, error=str(exc))
+            self.outbox.enqueue_job(job, round=job.round)
+            if not self.store.mark_finalized(job.job_id, job.ends):
+                return  # it ended again meanwhile: the next pass follows that end up
+            log.info("job_ended", status=str(job.state), type=str(job.type), **summary)
+
+    # -- requests --------------------------------------------------------------------------
+    def submit_run(self, run: FlowRun, who: str = "api") -> JobRow:
+        job = submit_flow_run(
+            self.store,
+            self.binaries,
+            run,
+            default_step_timeout_s=self.config.default_step_timeout_s,
+            who=who,
+        )
+        self._after_submit(job)
+        return job
+
+    def submit_compile(self, request: CompileRun, who: str = "api") -> JobRow:
+        job = submit_compile(self.store, request, who=who)
+        self._after_submit(job)
+        return job
+
+    def _after_submit(self, job: JobRow) -> None:
+        if self._stopping.is_set():
+            return
+        if job.state in JOB_ENDED:
+            self._finalize_now.set()
+        self.scheduler.wake()
+
+    def pause(self, job_id: str, who: str = "api") -> JobRow:
+        return self.store.pause_job(job_id, who)
+
+    def resume(self, job_id: str, who: str = "api") -> JobRow:
+        job = self.store.resume_job(job_id, who)
+        self.scheduler.check_jobs([job_id])
+        return job
+
+    def cancel(self, job_id: str, who: str = "api") -> JobRow:
+        cancelled = self.store.cancel_job(job_id, who)
+        self.scheduler.cancelled(job_id, cancelled.stopped)
+        self._finalize_now.set()
+        return cancelled.job
+
+    def retry(self, job_id: str, *, checkpoint_failure: bool = False, who: str = "api") -> JobRow:
+        job = self.store.retry_job(job_id, who, checkpoint_failure=checkpoint_failure)
+        self.scheduler.check_jobs([job_id])
+        if job.state in JOB_ENDED:  # nothing was left to re-run: it ended again at once
+            self._finalize_now.set()
+        return job
+
+    def run_sync(
+        self,
+        binary: CompiledBinary,
+        documents: Sequence[tuple[str, bytes]],
+        settings: MemoryRunSettings,
+    ) -> tuple[FileResult, ...]:
+        """Run ``documents`` in memory on a sync worker; waits for the answer (at most the sync
+        limit plus a margin — the worker is killed at the limit)."""
+        if self._stopping.is_set():
+            raise ServiceUnavailableError("the daemon is shutting down; try again later")
+        names = [name for name, _ in documents]
+        if len(set(names)) != len(names):
+            raise RunSettingsError("file names must be unique within one call")
+        started = time.perf_counter()
+        future = self.sync.submit(binary, InMemory(tuple(documents), settings))
+        results = future.result(timeout=self.sync.limit_s + 30)
+        self.metrics.sync_seconds.observe(time.perf_counter() - started)
+        return results
