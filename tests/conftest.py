@@ -120,3 +120,27 @@ def on_rotated_page(landscape: bytes) -> bytes:
     buffer = io.BytesIO()
     target.save(buffer)
     return buffer.getvalue()
+
+
+@pytest.fixture(scope="session")
+def invoice_binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The example invoice flow, compiled once per test session (a fresh copy, outside the repo)."""
+    from flowd.flows.compiler import compile_project
+    from flowd.flows.project import CompileSettings
+
+    root = tmp_path_factory.mktemp("example") / "invoices"
+    shutil.copytree(EXAMPLES / "invoices", root, ignore=shutil.ignore_patterns("build", "out"))
+    return compile_project(root, CompileSettings(flow_file="invoice.ibflow")).path
+
+
+@pytest.fixture
+def daemon(tmp_path: Path, invoice_binary: Path) -> Any:
+    """A running ``flowd serve`` (2 workers) whose ``data_root`` holds ``invoice.ibflowbin`` and
+    the example invoices in ``in/``; stopped at the end of the test."""
+    from tests.daemon import DaemonProcess
+
+    proc = DaemonProcess(tmp_path / "d")
+    shutil.copy(invoice_binary, proc.data / "invoice.ibflowbin")
+    shutil.copytree(EXAMPLES / "samples" / "invoices", proc.data / "in")
+    with proc:
+        yield proc
