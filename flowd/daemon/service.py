@@ -41,9 +41,10 @@ from flowd.jobs.executors import LocalExecutor
 from flowd.jobs.finalize import write_job_outputs
 from flowd.jobs.queries import JobRow, JobType
 from flowd.jobs.scheduler import Scheduler
-from flowd.jobs.states import JOB_ENDED
+from flowd.jobs.states import JOB_ENDED, JobState
 from flowd.jobs.store import JobStore
 from flowd.jobs.submit import CompileRun, FlowRun, submit_compile, submit_flow_run
+from flowd.jobs.summary import failure_message
 from flowd.logging import configure
 from flowd.notify.dispatcher import Dispatcher
 from flowd.notify.outbox import Outbox
@@ -222,7 +223,10 @@ class Service:
                     summary = write_job_outputs(self.store, self.binaries, job)
                 except OSError as exc:
                     log.error("job_outputs_failed", output=job.output_folder, error=str(exc))
-            self.outbox.enqueue_job(job, round=job.round)
+            msg = None
+            if job.state is not JobState.COMPLETE:
+                msg = failure_message(self.store, job, self.store.job_counts(job.job_id))
+            self.outbox.enqueue_job(job, round=job.round, msg=msg)
             if not self.store.mark_finalized(job.job_id, job.ends):
                 return  # it ended again meanwhile: the next pass follows that end up
             log.info("job_ended", status=str(job.state), type=str(job.type), **summary)

@@ -106,9 +106,13 @@ class Outbox:
         self.close()
 
     # -- enqueueing ----------------------------------------------------------------------------
-    def enqueue_job(self, job: JobRow, round: int = 0) -> list[OutboxMessage]:
-        """:meth:`enqueue_job_end` for an ended job of the store, from its row and settings."""
-        status, msg = job_status(job)
+    def enqueue_job(
+        self, job: JobRow, round: int = 0, msg: str | None = None
+    ) -> list[OutboxMessage]:
+        """:meth:`enqueue_job_end` for an ended job of the store, from its row and settings;
+        ``msg`` overrides the default message of a job that did not complete."""
+        status, default_msg = job_status(job)
+        msg = (msg or default_msg) if status != "OK" else None
         return self.enqueue_job_end(
             job_id=job.job_id,
             status=status,
