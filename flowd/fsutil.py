@@ -7,6 +7,7 @@ so a crash or a concurrent reader never sees half a file (SPEC §5.1).
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 _FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
@@ -29,7 +30,9 @@ def write_atomic(path: Path | str, data: bytes, *, fsync: bool = False) -> None:
     recomputed on resume.
     """
     path = os.fspath(path)
-    tmp = f"{path}.tmp-{_pid}"
+    # Unique per thread too: the daemon's API and finalizer threads write the same batch file of
+    # a shared output folder, and one thread's rename took the other's temporary file away.
+    tmp = f"{path}.tmp-{_pid}-{threading.get_ident()}"
     fd = os.open(tmp, _FLAGS, 0o644)
     try:
         written = os.write(fd, data)

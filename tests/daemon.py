@@ -1,9 +1,10 @@
 """A real ``flowd serve`` process on a free loopback port, for API and daemon tests.
 
 ``DaemonProcess(root)`` writes ``root/flowd.toml`` (state in ``root/state``, ``data_root`` =
-``root/data``, ``[api] port = 0``, JSON logs to ``root/daemon.log``), starts the daemon as a child
-process and waits — by polling, with a deadline — until it has written ``state/daemon.json`` and
-answers ``/healthz``. ``kill9()`` and ``restart()`` are what the crash tests use.
+``root/data``, ``[api] port = 0`` plus the keys in ``api_toml``, JSON logs to
+``root/daemon.log``), starts the daemon as a child process and waits — by polling, with a
+deadline — until it has written ``state/daemon.json`` and answers ``/healthz``. ``kill9()`` and
+``restart()`` are what the crash tests use.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ class DaemonProcess:
         workers: int = 2,
         extra_toml: str = "",
         top_toml: str = "",
+        api_toml: str = "",
         env: dict[str, str] | None = None,
     ) -> None:
         self.root = root
@@ -41,7 +43,8 @@ class DaemonProcess:
         self.config = root / "flowd.toml"
         self.config.write_text(
             f'state_dir = "state"\ndata_root = "data"\nworkers = {workers}\n{top_toml}\n'
-            f'[api]\nhost = "127.0.0.1"\nport = 0\n\n[log]\nformat = "json"\nlevel = "info"\n\n'
+            f'[api]\nhost = "127.0.0.1"\nport = 0\n{api_toml}\n'
+            f'[log]\nformat = "json"\nlevel = "info"\n\n'
             f"{extra_toml}\n",
             encoding="utf-8",
         )

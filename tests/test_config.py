@@ -312,7 +312,7 @@ def test_every_problem_is_listed_one_per_line(tmp_path: Path) -> None:
         workers = -1
         colour = 1
         [api]
-        port = 0
+        port = 70000
         [log]
         format = "xml"
         """,

@@ -13,6 +13,7 @@ route, the OpenAPI schema included — all but ``GET /healthz``.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import secrets
@@ -25,6 +26,7 @@ import structlog
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from flowd.api.models import (
@@ -57,6 +59,7 @@ from flowd.errors import (
     RequestError,
     ServiceUnavailableError,
 )
+from flowd.flows.binary import CompiledBinary
 from flowd.flows.project import CompileSettings
 from flowd.flows.specs import BinaryType
 from flowd.jobs.listing import MAX_PAGE
@@ -68,6 +71,8 @@ log = structlog.get_logger("flowd.api")
 
 API = "/api/v1"
 OPEN_PATHS = frozenset({"/healthz"})
+INLINE_DECODE_BYTES = 1 << 20
+"""Sync bodies up to this size are decoded on the event loop; bigger ones in a thread."""
 
 _STATUS_OF: tuple[tuple[type[FlowdError], int], ...] = (
     (JobNotFoundError, 404),
@@ -179,7 +184,7 @@ class Gate:
     def _too_large(self) -> JSONResponse:
         return error(
             413,
-            f"request body is larger than the limit of {self.max_bytes / MB:g} MB ([api] max_request_mb)",
+            f"request body is larger than the limit of {self.max_bytes / MB:.4g} MB ([api] max_request_mb)",
         )
 
 
@@ -199,11 +204,16 @@ def _validation_message(exc: RequestValidationError) -> tuple[int, str]:
                 f"the request body is not valid JSON ({err.get('ctx', {}).get('error', 'parse error')})"
             )
             continue
-        if err.get("type") == "model_attributes_type" or (
-            where == "body" and err.get("type") in ("dict_type", "model_type")
-        ):
+        if where == "body" and err.get("type") == "missing":
             status = 400
-            problems.append("the request body must be a JSON object")
+            problems.append("the request body is empty: send a JSON object")
+            continue
+        if err.get("type") in ("model_attributes_type", "dict_type", "model_type"):
+            if where == "body":
+                status = 400
+                problems.append("the request body must be a JSON object")
+            else:  # a nested object (settings, options, …) given as something else
+                problems.append(f"{where}: must be a JSON object")
             continue
         msg = err.get("msg", "invalid")
         if err.get("type") == "extra_forbidden":
@@ -326,7 +336,32 @@ def create_app(service: Service, tokens: tuple[str, ...]) -> FastAPI:
         return {"status": "OK", "data": {"job_id": job.job_id, "output_folder": job.output_folder}}
 
     @app.post(f"{API}/flow/run_binary_sync")
-    def run_binary_sync(body: RunSyncBody) -> dict[str, Any]:
+    async def run_binary_sync(body: RunSyncBody) -> Response:
+        # async: the request waits on the sync worker without holding a thread of the pool, and
+        # the answer skips FastAPI's generic encoder (records can be many).
+        size = sum(len(f.file_content) for f in body.files)
+        if size > INLINE_DECODE_BYTES:
+            prepared = await run_in_threadpool(_prepare_sync, body)
+        else:
+            prepared = _prepare_sync(body)
+        binary, documents, settings = prepared
+        results = await asyncio.wrap_future(service.submit_sync(binary, documents, settings))
+        index_of = {name: i for i, (name, _) in enumerate(documents)}
+        out: dict[str, Any] = {
+            "status": "OK",
+            "binary_path": body.binary_path,
+            "job_id": settings.job_id,
+        }
+        out["files"] = [_file_entry(r, index_of) for r in results]
+        if body.options.result_format == "csv":
+            out["csv"] = rows_to_csv(result_rows(results))
+        else:
+            out["records"] = [record for r in results for record in _records(r, index_of)]
+        return JSONResponse(out)
+
+    def _prepare_sync(
+        body: RunSyncBody,
+    ) -> tuple[CompiledBinary, list[tuple[str, bytes]], MemoryRunSettings]:
         binary_path = paths.resolve("binary_path", body.binary_path)
         binary = service.binaries.load(binary_path)
         check_runtime_config(body.options.runtime_config, binary)
@@ -342,21 +377,12 @@ def create_app(service: Service, tokens: tuple[str, ...]) -> FastAPI:
                     f"files[{index}].file_content ({name}) is not valid base64"
                 ) from None
             documents.append((name, data))
-        job_id = str(uuid.uuid4())
         settings = MemoryRunSettings(
             runtime_config=body.options.runtime_config,
             step_timeout_s=min(service.config.default_step_timeout_s, service.sync.limit_s),
-            job_id=job_id,
+            job_id=str(uuid.uuid4()),
         )
-        results = service.run_sync(binary, documents, settings)
-        index_of = {name: i for i, (name, _) in enumerate(documents)}
-        out: dict[str, Any] = {"status": "OK", "binary_path": body.binary_path, "job_id": job_id}
-        out["files"] = [_file_entry(r, index_of) for r in results]
-        if body.options.result_format == "csv":
-            out["csv"] = rows_to_csv(result_rows(results))
-        else:
-            out["records"] = [record for r in results for record in _records(r, index_of)]
-        return out
+        return binary, documents, settings
 
     # -- jobs ----------------------------------------------------------------------------------
     @app.get(f"{API}/jobs/status")

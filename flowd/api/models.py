@@ -1,21 +1,60 @@
 """Request bodies of the HTTP API, as in the seed (``flow-binary-api.txt``), strictly checked.
 
 Unknown keys are refused (a misspelt ``output_has_runid`` would otherwise be silently ignored),
-types are not coerced (``"true"`` is not a boolean). The models are the OpenAPI schema's request
-bodies too.
+types are not coerced (``"true"`` is not a boolean), and text must be text: JSON lets a string
+hold a lone surrogate (``"\\ud800"``), which no file name, log line or job store column can take.
+The models are the OpenAPI schema's request bodies too.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
 
 MAX_SYNC_FILES = 5
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _shown(key: str) -> str:
+    return key.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _lone_surrogate_at(value: Any, where: str = "") -> str | None:
+    """Where in a parsed JSON value a string (or key) holds a lone surrogate, else ``None``."""
+    if isinstance(value, str):
+        return None if value.isascii() or not _SURROGATE.search(value) else where or "body"
+    if isinstance(value, dict):
+        for key, item in value.items():
+            at = f"{where}.{_shown(str(key))}" if where else _shown(str(key))
+            found = _lone_surrogate_at(key, at) or _lone_surrogate_at(item, at)
+            if found:
+                return found
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found = _lone_surrogate_at(item, f"{where}[{i}]")
+            if found:
+                return found
+    return None
 
 
 class Body(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _text_is_text(cls, data: Any) -> Any:
+        where = _lone_surrogate_at(data) if isinstance(data, dict) else None
+        if where is not None:
+            raise PydanticCustomError(
+                "string_unicode",
+                "{where} is not valid text: it holds a lone surrogate (\\ud800-\\udfff unpaired)",
+                {"where": where},
+            )
+        return data
 
 
 class CompileSettingsBody(Body):

@@ -45,8 +45,15 @@ class PathPolicy:
             raise PathRefusedError(
                 what, raw, "it resolves outside the daemon's data_root and allowed_roots"
             )
-        if must_exist and not real.exists():
-            raise PathNotFoundError(what, raw)
+        if must_exist:
+            try:
+                found = real.exists()
+            except OSError as exc:  # ENAMETOOLONG and the like: exists() re-raises them
+                raise RequestError(
+                    f"{what} {raw!r} cannot be used: {exc.strerror or exc}"
+                ) from None
+            if not found:
+                raise PathNotFoundError(what, raw)
         return real
 
     def shown(self, path: Path | str | None) -> str | None:

@@ -4,7 +4,7 @@
 job's flowd status), ``curProgress`` (share of its tasks that ended, 0–1), ``finish_timestamp``
 (Unix seconds, ``null`` while it runs) and ``run_summary``. ``state`` is ``PENDING`` until the job
 has ended (``STOPPED_AT_CHECKPOINT`` counts as ended: it waits for a person, not for flowd), then
-``DONE``, and ``results`` appears: one entry, ``{"status": "OK", "output_folder": …}`` for a
+``DONE`` — once its output files are written —, and ``results`` appears: one entry, ``{"status": "OK", "output_folder": …}`` for a
 complete flow job (``binary_path`` for a compile job), ``{"status": "ERROR", "msg": …}`` otherwise
 (with the output folder too when there is one).
 """
@@ -23,7 +23,9 @@ from flowd.jobs.summary import failure_message, run_summary
 def job_status(store: JobStore, job: JobRow) -> dict[str, Any]:
     """The ``GET /api/v1/jobs/status`` body for ``job``."""
     counts = store.job_counts(job.job_id)
-    ended = job.state in JOB_ENDED
+    # DONE only once the end has been followed up (results.json written, notifications stored): a
+    # client that polls until DONE and then reads the output folder must find the results there.
+    ended = job.state in JOB_ENDED and job.finalized >= job.ends
     cur = {
         "status": str(job.state),
         "curProgress": round(counts.progress, 4)

@@ -22,6 +22,7 @@ import os
 import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import Future
 from datetime import UTC, datetime
 
 import structlog
@@ -276,14 +277,14 @@ class Service:
             self._finalize_now.set()
         return job
 
-    def run_sync(
+    def submit_sync(
         self,
         binary: CompiledBinary,
         documents: Sequence[tuple[str, bytes]],
         settings: MemoryRunSettings,
-    ) -> tuple[FileResult, ...]:
-        """Run ``documents`` in memory on a sync worker; waits for the answer (at most the sync
-        limit plus a margin — the worker is killed at the limit)."""
+    ) -> Future[tuple[FileResult, ...]]:
+        """Start running ``documents`` in memory on a sync worker; the future gives the file
+        results (the worker is killed at the sync limit, and the files then fail)."""
         if self._stopping.is_set():
             raise ServiceUnavailableError("the daemon is shutting down; try again later")
         names = [name for name, _ in documents]
@@ -291,6 +292,16 @@ class Service:
             raise RunSettingsError("file names must be unique within one call")
         started = time.perf_counter()
         future = self.sync.submit(binary, InMemory(tuple(documents), settings))
-        results = future.result(timeout=self.sync.limit_s + 30)
-        self.metrics.sync_seconds.observe(time.perf_counter() - started)
-        return results
+        future.add_done_callback(
+            lambda _: self.metrics.sync_seconds.observe(time.perf_counter() - started)
+        )
+        return future
+
+    def run_sync(
+        self,
+        binary: CompiledBinary,
+        documents: Sequence[tuple[str, bytes]],
+        settings: MemoryRunSettings,
+    ) -> tuple[FileResult, ...]:
+        """:meth:`submit_sync` and wait for the answer."""
+        return self.submit_sync(binary, documents, settings).result(self.sync.limit_s + 30)

@@ -22,8 +22,14 @@ from flowd.engine.pipeline import TaskProgress, TaskRunner
 from flowd.engine.pool import ProcessWorkers
 
 IN_FLIGHT_PER_WORKER = 8
-"""Calls the local executor holds per worker process: enough that a worker never waits for the
-scheduler between calls, few enough that a paused or cancelled job has little already handed out."""
+"""The most calls the local executor holds per worker process: enough that a worker never waits for
+the scheduler between short calls, few enough that a paused or cancelled job has little already
+handed out."""
+PREFETCH_WINDOW_S = 0.1
+"""How much work (by recent call times) a worker may hold beyond the call it runs. A call handed out
+is claimed in the store and runs whatever is submitted later, so a deep prefetch of slow calls
+would let a priority-9 job wait behind priority-0 tasks claimed earlier, and let tasks of a job
+paused meanwhile start: slow calls (or calls of unknown length) are handed out one per worker."""
 
 
 @dataclass(frozen=True)
@@ -88,11 +94,16 @@ class LocalExecutor:
         initializer: Callable[[], None] | None = None,
     ) -> None:
         self._pool = ProcessWorkers(workers, start_method, initializer=initializer)
-        self._capacity = self._pool.size * IN_FLIGHT_PER_WORKER
+        self._call_s: float | None = None  # moving average of recent call times; None: unknown
 
     @property
     def capacity(self) -> int:
-        return self._capacity
+        """One call per worker while calls are slow or of unknown length, up to
+        :data:`IN_FLIGHT_PER_WORKER` when they are short (see :data:`PREFETCH_WINDOW_S`)."""
+        if not self._call_s:
+            return self._pool.size
+        depth = 1 + int(PREFETCH_WINDOW_S / self._call_s)
+        return self._pool.size * min(IN_FLIGHT_PER_WORKER, depth)
 
     @property
     def busy(self) -> int:
@@ -111,9 +122,15 @@ class LocalExecutor:
         )
 
     def poll(self, timeout: float, wake: Any = None) -> list[Done]:
-        return [
+        done = [
             Done(call_id, tuple(result)) for call_id, _, result in self._pool.poll(timeout, wake)
         ]
+        for d in done:
+            for p in d.progress:
+                if p.elapsed_s > 0:  # 0: failed with its worker, no time measured
+                    last = self._call_s
+                    self._call_s = p.elapsed_s if last is None else 0.8 * last + 0.2 * p.elapsed_s
+        return done
 
     def drop(self, work_ids: set[int]) -> None:
         self._pool.drop(work_ids)

@@ -201,10 +201,13 @@ class JobCounts:
 
 @dataclass(frozen=True)
 class Claim:
-    """A task a worker now holds: it is ``RUNNING`` and ``attempt_id`` is its open attempt."""
+    """A task a worker now holds: it is ``RUNNING`` and ``attempt_id`` is its open attempt.
+    ``first``: no earlier attempt of the task exists, so step outputs already in its output folder
+    are a previous job's, not resume points of this one."""
 
     task: TaskRow
     attempt_id: int
+    first: bool = False
 
 
 @dataclass(frozen=True)

@@ -323,7 +323,9 @@ class Scheduler:
             self.on_settled()
             return
         release = isinstance(task.result, dict) and bool(task.result.get("release"))
-        call = Advance(task.task, fresh=False, release=release)
+        # A task's first attempt starts fresh: an output folder reused by a new job (no run id,
+        # no delete_out_dir) holds the previous job's step outputs, which must not be resumed.
+        call = Advance(task.task, fresh=claim.first and not release, release=release)
         work_id = next(self._ids)
         self._inflight[work_id] = _InFlight(task.job_id, (task,), call, runtime.flows_type)
         self._task_work[task.task_id] = work_id

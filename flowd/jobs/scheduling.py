@@ -10,6 +10,7 @@ ordinary ``RUNNING → QUEUED`` move, and a retry waits in the store (``not_befo
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -52,6 +53,14 @@ partial index); for each, the first due task in ``tasks_to_claim`` order (only c
 are in it). The first job with a due task answers — no sort, and no scan of paused or ended jobs
 or of finished tasks, however large the store grows. (A join of the two instead makes SQLite sort
 every claimable task of the first job on each claim.)"""
+
+
+def _first_attempt(conn: sqlite3.Connection, task_id: int, attempt_id: int) -> bool:
+    """Whether ``attempt_id`` is the task's first attempt (one ``attempts_by_task`` probe)."""
+    earlier = conn.execute(
+        "SELECT 1 FROM attempts WHERE task_id = ? AND attempt_id < ? LIMIT 1", (task_id, attempt_id)
+    ).fetchone()
+    return earlier is None
 
 
 @dataclass(frozen=True)
@@ -222,7 +231,7 @@ class SchedulingMixin:
                 "SELECT attempt_id FROM attempts WHERE task_id = ? AND ended_at IS NULL",
                 (task_id,),
             ).fetchone()[0]
-            return Claim(task, attempt_id)
+            return Claim(task, attempt_id, _first_attempt(conn, task_id, attempt_id))
 
     def claim_tasks(self, worker: str, limit: int, now: float | None = None) -> list[Claim]:
         """Up to ``limit`` claims (:meth:`claim_next_task`'s order and rules) in one transaction:
@@ -262,7 +271,7 @@ class SchedulingMixin:
                     "SELECT attempt_id FROM attempts WHERE task_id = ? AND ended_at IS NULL",
                     (task_id,),
                 ).fetchone()[0]
-                claims.append(Claim(task, attempt_id))
+                claims.append(Claim(task, attempt_id, _first_attempt(conn, task_id, attempt_id)))
         return claims
 
     def report(self, reports: Sequence[Report], who: str) -> list[tuple[Report, JobStateError]]:
