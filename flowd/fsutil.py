@@ -7,6 +7,7 @@ so a crash or a concurrent reader never sees half a file (SPEC §5.1).
 from __future__ import annotations
 
 import os
+import re
 import threading
 from pathlib import Path
 
@@ -48,6 +49,41 @@ def write_atomic(path: Path | str, data: bytes, *, fsync: bool = False) -> None:
         raise
     os.close(fd)
     os.replace(tmp, path)
+
+
+_TEMPORARY = re.compile(r"\.tmp-(\d+)-\d+$")
+"""The name :func:`write_atomic` gives a file being written: ``<name>.tmp-<pid>-<thread>``."""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def remove_stale_temporaries(root: Path | str) -> int:
+    """Remove the temporary files under ``root`` whose writer process is gone; return how many.
+
+    A process killed in the middle of :func:`write_atomic` (``kill -9`` of the daemon, a worker
+    killed at its step timeout or when its job was cancelled) leaves its temporary file behind,
+    next to the results a reader lists. Those of living processes (a retry already writing) stay.
+    """
+    removed = 0
+    for folder, _, files in os.walk(root):
+        for name in files:
+            found = _TEMPORARY.search(name)
+            if found is None or _alive(int(found.group(1))):
+                continue
+            try:
+                os.unlink(os.path.join(folder, name))
+            except FileNotFoundError:
+                continue
+            removed += 1
+    return removed
 
 
 def display_name(name: str) -> str:

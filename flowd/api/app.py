@@ -13,7 +13,6 @@ route, the OpenAPI schema included — all but ``GET /healthz``.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import secrets
@@ -345,7 +344,7 @@ def create_app(service: Service, tokens: tuple[str, ...]) -> FastAPI:
         else:
             prepared = _prepare_sync(body)
         binary, documents, settings = prepared
-        results = await asyncio.wrap_future(service.submit_sync(binary, documents, settings))
+        results = await service.run_sync(binary, documents, settings)
         index_of = {name: i for i, (name, _) in enumerate(documents)}
         out: dict[str, Any] = {
             "status": "OK",

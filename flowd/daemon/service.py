@@ -10,7 +10,8 @@ Threads, and what each owns:
   ``finalized < ends`` list, so an end a crash interrupted is followed up at the next start;
 - **APScheduler** (timers only, SPEC §8): delivering due notifications, waking the scheduler when a
   retry's backoff ends, a periodic sweep of the finalizer's list;
-- the **sync** thread (:class:`~flowd.daemon.sync.SyncRunner`), started at the first sync request.
+- the **sync** workers (:class:`~flowd.daemon.sync.SyncRunner`), started at the first sync request
+  and driven from the API's event loop.
 
 The store is the only truth; every thread can be rebuilt from it.
 """
@@ -22,7 +23,6 @@ import os
 import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import Future
 from datetime import UTC, datetime
 
 import structlog
@@ -115,6 +115,9 @@ class Service:
         self._finalizer = threading.Thread(
             target=self._finalize_loop, name="flowd-finalizer", daemon=True
         )
+        # Job ends a crash left without follow-up (results, notifications) are done now, not
+        # at the first periodic sweep.
+        self._finalize_now.set()
         self._finalizer.start()
         self._timers.add_job(
             self._deliver,
@@ -277,31 +280,20 @@ class Service:
             self._finalize_now.set()
         return job
 
-    def submit_sync(
+    async def run_sync(
         self,
         binary: CompiledBinary,
         documents: Sequence[tuple[str, bytes]],
         settings: MemoryRunSettings,
-    ) -> Future[tuple[FileResult, ...]]:
-        """Start running ``documents`` in memory on a sync worker; the future gives the file
-        results (the worker is killed at the sync limit, and the files then fail)."""
+    ) -> tuple[FileResult, ...]:
+        """Run ``documents`` in memory on a sync worker (killed at the sync limit: the files then
+        fail with a timeout). Call it on the API's event loop."""
         if self._stopping.is_set():
             raise ServiceUnavailableError("the daemon is shutting down; try again later")
         names = [name for name, _ in documents]
         if len(set(names)) != len(names):
             raise RunSettingsError("file names must be unique within one call")
         started = time.perf_counter()
-        future = self.sync.submit(binary, InMemory(tuple(documents), settings))
-        future.add_done_callback(
-            lambda _: self.metrics.sync_seconds.observe(time.perf_counter() - started)
-        )
-        return future
-
-    def run_sync(
-        self,
-        binary: CompiledBinary,
-        documents: Sequence[tuple[str, bytes]],
-        settings: MemoryRunSettings,
-    ) -> tuple[FileResult, ...]:
-        """:meth:`submit_sync` and wait for the answer."""
-        return self.submit_sync(binary, documents, settings).result(self.sync.limit_s + 30)
+        results = await self.sync.run(binary, InMemory(tuple(documents), settings))
+        self.metrics.sync_seconds.observe(time.perf_counter() - started)
+        return results

@@ -321,6 +321,12 @@ class ProcessWorkers:
         index = self._workers.index(w)
         self._workers[index] = fresh
 
+    def waitables(self) -> list[int]:
+        """File descriptors that become readable when :meth:`poll` has something to collect (the
+        workers' pipes and process sentinels): for driving the pool from an event loop."""
+        fds = [w.conn.fileno() for w in self._workers]
+        return fds + [w.process.sentinel for w in self._workers]
+
     def pids(self) -> list[int]:
         return [w.process.pid for w in self._workers if w.process.pid is not None]
 

@@ -22,7 +22,7 @@ from flowd.engine.output import (
 )
 from flowd.engine.run import now_iso
 from flowd.errors import BinaryError
-from flowd.fsutil import display_name
+from flowd.fsutil import display_name, remove_stale_temporaries
 from flowd.jobs.binaries import BinaryCache
 from flowd.jobs.queries import JobRow, TaskRow
 from flowd.jobs.states import JobState, TaskState
@@ -70,6 +70,7 @@ def write_job_outputs(store: JobStore, binaries: BinaryCache, job: JobRow) -> di
     root = Path(job.output_folder)
     flows = _flows_of(binaries, job)
     root.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(root)  # left by a worker or daemon killed while writing
     write_run_results(root, results, flows)
     try:
         batch: dict[str, Any] = read_batch(root)
