@@ -22,7 +22,7 @@ from typing import Any, NoReturn
 import click
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn
-from rich.table import Table
+from rich.table import Column, Table
 
 from flowd.client import ApiError, FlowdClient, daemon_url
 from flowd.config import load_config
@@ -291,7 +291,13 @@ def jobs_list_cmd(
     if as_json:
         click.echo(json.dumps(page, indent=2))
         return
-    table = Table("job_id", "type", "status", "prio", "tags", "output")
+    # Job ids and states are what the other commands take: never cut them (the output column
+    # gives way on a narrow terminal), and never cut anything when piped (rich assumes 80 columns).
+    whole = [
+        Column(key, no_wrap=True, min_width=max((len(j[key]) for j in page["jobs"]), default=0))
+        for key in ("job_id", "type", "status")
+    ]
+    table = Table(*whole, "prio", "tags", "output")
     for job in page["jobs"]:
         table.add_row(
             job["job_id"],
@@ -301,7 +307,8 @@ def jobs_list_cmd(
             ",".join(job["tags"]),
             job["output_folder"] or job["binary_path"] or "",
         )
-    Console().print(table)
+    console = Console()
+    (console if console.is_terminal else Console(width=10_000)).print(table)
 
 
 @jobs_group.command("status")

@@ -25,3 +25,19 @@ def test_async_run_and_status_poll(daemon: Any) -> None:
     assert cur["status"] == "COMPLETE" and cur["curProgress"] == 1.0
     assert cur["run_summary"]["numFiles"] == 10
     assert status["results"][0]["status"] == "OK"
+
+
+def test_a_second_daemon_on_the_same_state_dir_is_refused(daemon: Any) -> None:
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "flowd.cli", "serve", "--config", str(daemon.config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "another flowd daemon" in result.stderr and str(daemon.proc.pid) in result.stderr
+    assert "Traceback" not in result.stderr
+    assert daemon.get("/healthz").ok  # the first one is untouched

@@ -197,23 +197,23 @@ def test_sync_prints_records_as_json_and_as_csv(served: DaemonProcess) -> None:
 
 # -- jobs -------------------------------------------------------------------------------------
 def test_jobs_list_and_status(served: DaemonProcess) -> None:
+    job_id = "cli-listed-" + "x" * 39  # 50 characters, the longest a job id may be
     with served.client() as client:
-        job_id = client.run_async(
-            "invoice.ibflowbin", "in", job_id="cli-listed", settings={"tags": ["listed"]}
-        )["job_id"]
+        client.run_async("invoice.ibflowbin", "in", job_id=job_id, settings={"tags": ["listed"]})
         client.wait(job_id, poll_s=0.05, timeout_s=60)
     listed, table, status, unknown = flowd_all(
         ("jobs", "list", "--tag", "listed", "--json", "--config", served.config),
         ("jobs", "list", "--status", "COMPLETE", "--config", served.config),
-        ("jobs", "status", "cli-listed", "--config", served.config),
+        ("jobs", "status", job_id, "--config", served.config),
         ("jobs", "status", "no-such-job", "--config", served.config),
     )
     assert listed.returncode == 0, listed.stderr
     (job,) = json.loads(listed.stdout)["jobs"]
-    assert (job["job_id"], job["status"], job["tags"]) == ("cli-listed", "COMPLETE", ["listed"])
+    assert (job["job_id"], job["status"], job["tags"]) == (job_id, "COMPLETE", ["listed"])
 
     assert table.returncode == 0, table.stderr
-    assert "cli-listed" in table.stdout and "COMPLETE" in table.stdout
+    (row,) = [line for line in table.stdout.splitlines() if "cli-listed" in line]
+    assert job_id in row and "COMPLETE" in row  # whole, though piped: the id is what others take
 
     assert status.returncode == 0, status.stderr
     answer = json.loads(status.stdout)
@@ -250,10 +250,8 @@ def test_jobs_pause_resume_cancel_retry(served: DaemonProcess, gate: Path) -> No
     client.close()
 
     conflicts = flowd_all(
-        *(
-            ("jobs", *action, "cli-gated", "--config", served.config)
-            for action in (["pause"], ["retry", "--checkpoint-failure"])
-        )
+        ("jobs", "pause", "cli-gated", "--config", served.config),
+        ("jobs", "retry", "--checkpoint-failure", "cli-gated", "--config", served.config),
     )
     for conflict in conflicts:
         assert_one_line_error(conflict, 2, "409", "cli-gated", "COMPLETE")
@@ -370,3 +368,24 @@ def test_the_client_class(served: DaemonProcess, gate: Path) -> None:
     with pytest.raises(ApiError) as unreachable:
         FlowdClient(f"http://127.0.0.1:{free_port()}", "t", timeout_s=5).jobs()
     assert unreachable.value.status == 0 and "cannot reach" in unreachable.value.message
+
+
+def test_a_new_job_into_a_reused_output_folder_runs_every_step(served: DaemonProcess) -> None:
+    """A job writing where an earlier job wrote (no run id, no delete_out_dir) must not take the
+    earlier job's step outputs for its own resume points: a changed file gives its new values."""
+    inbox = served.data / "reuse"
+    inbox.mkdir()
+    original = (INVOICES / "inv-000001.txt").read_text()
+    (inbox / "a.txt").write_text(original)
+    numbers = []
+    with served.client() as client:
+        for text in (
+            original,
+            original.replace(invoice_number(INVOICES / "inv-000001.txt"), "NEW-7"),
+        ):
+            (inbox / "a.txt").write_text(text)
+            job = client.run_async("invoice.ibflowbin", "reuse", output_dir="out/reuse")
+            client.wait(job["job_id"], poll_s=0.05, timeout_s=60)
+            results = json.loads((served.data / "out" / "reuse" / "results.json").read_text())
+            numbers.append(results[0]["invoice_number"])
+    assert numbers == [invoice_number(INVOICES / "inv-000001.txt"), "NEW-7"]

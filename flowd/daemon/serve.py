@@ -10,6 +10,7 @@ removed on a clean stop. SIGTERM/SIGINT stop uvicorn, then the service drains.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -31,6 +32,7 @@ from flowd.logging import configure
 log = structlog.get_logger("flowd.daemon")
 
 DAEMON_FILE = "daemon.json"
+LOCK_FILE = "daemon.lock"
 DRAIN_S = 30.0
 """How long running tasks may take to finish at shutdown before their workers are stopped."""
 
@@ -58,11 +60,37 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
+def lock_state_dir(config: FlowdConfig) -> int:
+    """Hold ``state_dir/daemon.lock`` for the life of this process (released by the kernel when
+    it dies, even by ``kill -9``). One daemon per state directory: crash recovery re-queues every
+    task left running, which is only right when no other daemon is running them."""
+    config.state_dir.mkdir(parents=True, exist_ok=True)
+    path = config.state_dir / LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        holder = ""
+        with contextlib.suppress(OSError, ValueError):
+            holder = f" (pid {json.loads(daemon_file(config).read_text())['pid']})"
+        raise ConfigError(
+            "state_dir",
+            [
+                f"state_dir {config.state_dir}: another flowd daemon{holder} is using it; stop it first"
+            ],
+        ) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
+
+
 def serve(config: FlowdConfig) -> None:
     """Run the daemon until SIGTERM/SIGINT."""
     configure(config.log.format.value, config.log.level.value)
     # APScheduler logs every timer run at INFO: twice a second, forever.
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    lock = lock_state_dir(config)
     tokens = ensure_tokens(config)
     sock = listen(config.api.host, config.api.port)
     host, port = sock.getsockname()[:2]
@@ -91,3 +119,4 @@ def serve(config: FlowdConfig) -> None:
             if current.get("pid") == os.getpid():
                 daemon_file(config).unlink()
         sock.close()
+        os.close(lock)
