@@ -171,7 +171,10 @@ def test_priority_then_age_decides_what_runs_next(
     def submit(name: str, priority: int) -> None:
         docs = folder(tmp_path / "in" / name, {f"{name}.txt": text_invoice(name, "1.00")})
         jobs[name] = h.submit(
-            binary, docs, output_dir=tmp_path / "out" / name, priority=priority,
+            binary,
+            docs,
+            output_dir=tmp_path / "out" / name,
+            priority=priority,
             runtime_config=config,
         )
 
@@ -207,8 +210,11 @@ def test_a_step_that_never_returns_is_stopped_retried_then_failed(
     binary = udf_binary(make_project, udf, refine=False)
     docs = folder(
         tmp_path / "in",
-        {"ok1.txt": text_invoice("1", "1"), "stuck.txt": text_invoice("S", "1"),
-         "ok2.txt": text_invoice("2", "2")},
+        {
+            "ok1.txt": text_invoice("1", "1"),
+            "stuck.txt": text_invoice("S", "1"),
+            "ok2.txt": text_invoice("2", "2"),
+        },
     )
     pids = set(h.executor.pids())
     job_id = h.submit(binary, docs, step_timeout=0)  # 0: the configured default, 0.3 s
@@ -251,7 +257,9 @@ def test_a_corrupt_pdf_fails_at_once_without_retry(
     assert bad.state is TaskState.FAILED and bad.attempts == 1
     assert [a.outcome for a in h.store.attempts(bad.task_id)] == [AttemptOutcome.FAILED]
     assert bad.error is not None and "corrupt.pdf" in bad.error and "PDF" in bad.error
-    assert not [e for e in h.store.events(job_id, bad.task_id) if e.to_state == TaskState.RETRY_WAIT]
+    assert not [
+        e for e in h.store.events(job_id, bad.task_id) if e.to_state == TaskState.RETRY_WAIT
+    ]
     assert h.task(job_id, "good.txt").state is TaskState.DONE
 
 
@@ -267,9 +275,7 @@ def test_pause_while_a_step_runs_starts_nothing_new_until_resumed(
     wait_for(lambda: lines(log) == ["a.txt"], 30, "a.txt to start")
     assert h.store.pause_job(job_id, "test").state is JobState.PAUSED
     gate.touch()  # a.txt's step finishes while its job is paused
-    wait_for(
-        lambda: h.task(job_id, "a.txt").state is not TaskState.RUNNING, 30, "a.txt to settle"
-    )
+    wait_for(lambda: h.task(job_id, "a.txt").state is not TaskState.RUNNING, 30, "a.txt to settle")
     # Give the scheduler turns to misbehave in: nothing of the paused job may start.
     turns = h.scheduler.turns
     wait_for(lambda: h.scheduler.turns >= turns + 3, 30, "three scheduler turns")
