@@ -74,7 +74,13 @@ class Harness:
     """A store, a binary cache, a local executor and a scheduler on one state folder, running."""
 
     def __init__(
-        self, state: Path, *, workers: int, max_attempts: int, default_step_timeout_s: float
+        self,
+        state: Path,
+        *,
+        workers: int,
+        max_attempts: int,
+        default_step_timeout_s: float,
+        pause_flags: Path | None = None,
     ) -> None:
         state.mkdir(parents=True, exist_ok=True)
         self.store = JobStore(state / "jobs.sqlite3")
@@ -88,6 +94,7 @@ class Harness:
             policy=RetryPolicy(max_attempts=max_attempts, base_s=0.5, jitter=0.0),
             udfs_allowed=lambda root: True,
             idle_s=0.2,
+            pause_flags=pause_flags,
         )
         self.scheduler.start()
 
@@ -131,13 +138,17 @@ def harness(tmp_path: Path) -> Iterator[Callable[..., Harness]]:
     made: list[Harness] = []
 
     def make(
-        workers: int = 1, max_attempts: int = 3, default_step_timeout_s: float = 30.0
+        workers: int = 1,
+        max_attempts: int = 3,
+        default_step_timeout_s: float = 30.0,
+        pause_flags: Path | None = None,
     ) -> Harness:
         h = Harness(
             tmp_path / "state",
             workers=workers,
             max_attempts=max_attempts,
             default_step_timeout_s=default_step_timeout_s,
+            pause_flags=pause_flags,
         )
         made.append(h)
         return h
@@ -288,3 +299,50 @@ def test_pause_while_a_step_runs_starts_nothing_new_until_resumed(
     h.scheduler.check_jobs([job_id])
     assert h.wait_ended(job_id) is JobState.COMPLETE
     assert sorted(lines(log)) == ["a.txt", "b.txt", "c.txt", "d.txt"]
+
+
+SECOND = """\
+def f(record, context):
+    with open(context.config["log2"], "a") as fh:
+        fh.write(record["file_name"] + "\\n")
+    return record
+"""
+
+
+def test_a_paused_task_stops_after_its_current_step_and_resumes_at_the_next(
+    harness: Callable[..., Harness], make_project: Callable[..., Path], tmp_path: Path
+) -> None:
+    flags = tmp_path / "paused"
+    flags.mkdir()
+    h = harness(workers=1, pause_flags=flags)
+    root = make_project(
+        {
+            "invoice.ibflow": flow(
+                {"step": "apply_udf", "settings": {"script": "u.py", "function": "f"}},
+                {"step": "apply_udf", "settings": {"script": "v.py", "function": "f"}},
+            ),
+            "u.py": STEER,
+            "v.py": SECOND,
+        }
+    )
+    binary = compile_project(root, SINGLE).path
+    log, log2, gate = tmp_path / "started.log", tmp_path / "second.log", tmp_path / "gate"
+    docs = folder(tmp_path / "in", {"a.txt": text_invoice("a", "1")})
+    config = {"log": str(log), "log2": str(log2), "hold": ["a.txt"], "gate": str(gate)}
+    job_id = h.submit(binary, docs, runtime_config=config)
+    wait_for(lambda: lines(log) == ["a.txt"], 30, "a.txt's first UDF step to start")
+    assert h.store.pause_job(job_id, "test").state is JobState.PAUSED
+    (flags / f"{job_id}.paused").touch()  # what the daemon's pause does besides the store
+    gate.touch()  # the running step finishes; the next one must not start
+    wait_for(lambda: h.task(job_id, "a.txt").state is TaskState.QUEUED, 30, "a.txt given back")
+    task = h.task(job_id, "a.txt")
+    assert task.position == 2  # process_files and the first UDF: done
+    assert not log2.exists(), "the step after the pause ran"
+    events = [e for e in h.store.events(job_id, task.task_id) if e.to_state == "QUEUED"]
+    assert "paused" in events[-1].why
+    (flags / f"{job_id}.paused").unlink()
+    h.store.resume_job(job_id, "test")
+    h.scheduler.check_jobs([job_id])
+    assert h.wait_ended(job_id) is JobState.COMPLETE
+    assert lines(log) == ["a.txt"], "the finished step ran again"
+    assert lines(log2) == ["a.txt"]

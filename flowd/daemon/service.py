@@ -41,7 +41,7 @@ from flowd.jobs.compiling import trusted_roots
 from flowd.jobs.executors import LocalExecutor
 from flowd.jobs.finalize import write_job_outputs
 from flowd.jobs.queries import JobRow, JobType
-from flowd.jobs.scheduler import Scheduler
+from flowd.jobs.scheduler import Scheduler, pause_flag
 from flowd.jobs.states import JOB_ENDED, JobState
 from flowd.jobs.store import JobStore
 from flowd.jobs.submit import CompileRun, FlowRun, submit_compile, submit_flow_run
@@ -56,6 +56,9 @@ STORE_FILE = "jobs.sqlite3"
 NOTIFY_EVERY_S = 0.5
 """How often due notifications are looked for (one indexed query when there are none)."""
 SWEEP_EVERY_S = 5.0
+OUTPUT_ATTEMPTS = 12
+"""Sweeps (one a minute in all) that try to write an ended job's output files before its end is
+followed up without them."""
 """How often the finalizer looks for job ends nobody told it about (a safety net)."""
 
 
@@ -79,6 +82,7 @@ class Service:
         self.store = JobStore(config.state_dir / STORE_FILE)
         self.outbox = Outbox(self.store)
         self.binaries = BinaryCache(config.state_dir / "binaries")
+        self.pause_flags = config.state_dir / "paused"
         self.metrics = Metrics(self.store, self.outbox)
         self.dispatcher = Dispatcher.from_config(self.outbox, config.webhooks, config.smtp)
         self.workers = worker_count(config)
@@ -93,10 +97,12 @@ class Service:
         self._finalize_now = threading.Event()
         self._stopping = threading.Event()
         self._finalizer: threading.Thread | None = None
+        self._output_failures: dict[str, int] = {}
 
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self) -> None:
         recovered = self.store.recover_after_crash("startup")
+        self._sync_pause_flags()
         self._executor = LocalExecutor(
             self.workers, start_method="forkserver", initializer=self.worker_setup
         )
@@ -110,6 +116,7 @@ class Service:
             on_settled=self._finalize_now.set,
             on_retry=self._wake_at,
             observe=self.metrics.observe_task,
+            pause_flags=self.pause_flags,
         )
         self._scheduler.start()
         self._finalizer = threading.Thread(
@@ -207,33 +214,59 @@ class Service:
         return thread is not None and thread.is_alive()
 
     def finalize_ended(self) -> int:
-        """Follow up every job end not followed up yet; return how many were."""
+        """Follow up every job end not followed up yet; return how many were. A job whose
+        output files cannot be written now (a full disk) is left for the next sweep."""
         count = 0
-        while jobs := self.store.jobs_to_finalize(100):
+        later: set[str] = set()
+        while True:
+            jobs = [
+                j for j in self.store.jobs_to_finalize(100 + len(later)) if j.job_id not in later
+            ]
+            if not jobs:
+                return count
             for job in jobs:
-                self._follow_up(job)
-                count += 1
-        return count
+                if self._follow_up(job):
+                    count += 1
+                else:
+                    later.add(job.job_id)
 
-    def _follow_up(self, job: JobRow) -> None:
+    def _follow_up(self, job: JobRow) -> bool:
+        """Write the job's outputs, store its notifications, mark the end followed up. ``False``
+        when the outputs could not be written and it should be tried again later: after
+        :data:`OUTPUT_ATTEMPTS` tries the end is followed up anyway, the notification saying
+        that the results could not be written (a job never stays pending for ever)."""
         context = {"job_id": job.job_id}
         prefix = (job.settings.get("runtime_config") or {}).get("log_prefix")
         if isinstance(prefix, str) and prefix:
             context["log_prefix"] = prefix
         with structlog.contextvars.bound_contextvars(**context):
             summary: dict[str, int] = {}
+            msg = None
             if job.type is JobType.FLOW:
                 try:
                     summary = write_job_outputs(self.store, self.binaries, job)
                 except OSError as exc:
-                    log.error("job_outputs_failed", output=job.output_folder, error=str(exc))
-            msg = None
+                    tries = self._output_failures.get(job.job_id, 0) + 1
+                    self._output_failures[job.job_id] = tries
+                    log.error(
+                        "job_outputs_failed",
+                        output=job.output_folder,
+                        error=str(exc),
+                        attempt=tries,
+                        gives_up=tries >= OUTPUT_ATTEMPTS,
+                    )
+                    if tries < OUTPUT_ATTEMPTS:
+                        return False
+                    msg = f"the results could not be written to {job.output_folder}: {exc}"
+            self._output_failures.pop(job.job_id, None)
             if job.state is not JobState.COMPLETE:
-                msg = failure_message(self.store, job, self.store.job_counts(job.job_id))
+                why = failure_message(self.store, job, self.store.job_counts(job.job_id))
+                msg = f"{why}; {msg}" if msg else why
             self.outbox.enqueue_job(job, round=job.round, msg=msg)
             if not self.store.mark_finalized(job.job_id, job.ends):
-                return  # it ended again meanwhile: the next pass follows that end up
+                return True  # it ended again meanwhile: the next pass follows that end up
             log.info("job_ended", status=str(job.state), type=str(job.type), **summary)
+            return True
 
     # -- requests --------------------------------------------------------------------------
     def submit_run(self, run: FlowRun, who: str = "api") -> JobRow:
@@ -259,16 +292,42 @@ class Service:
             self._finalize_now.set()
         self.scheduler.wake()
 
+    # -- pause flags ------------------------------------------------------------------------
+    def _set_pause_flag(self, job_id: str, paused: bool) -> None:
+        flag = pause_flag(self.pause_flags, job_id)
+        if paused:
+            self.pause_flags.mkdir(parents=True, exist_ok=True)
+            flag.touch()
+        else:
+            flag.unlink(missing_ok=True)
+
+    def _sync_pause_flags(self) -> None:
+        """Make the flags agree with the store (a crash may have come between the two)."""
+        paused = {j.job_id for j in self.store.list_jobs(status=JobState.PAUSED, limit=1000).jobs}
+        if self.pause_flags.is_dir():
+            for flag in self.pause_flags.glob("*.paused"):
+                if flag.name.removesuffix(".paused") not in paused:
+                    flag.unlink(missing_ok=True)
+        for job_id in paused:
+            self._set_pause_flag(job_id, True)
+
+    # -- commands ----------------------------------------------------------------------------
     def pause(self, job_id: str, who: str = "api") -> JobRow:
-        return self.store.pause_job(job_id, who)
+        """No new task of the job starts; running ones stop after their current step (they
+        see the job's pause flag between steps) and go back to the queue."""
+        job = self.store.pause_job(job_id, who)
+        self._set_pause_flag(job_id, True)
+        return job
 
     def resume(self, job_id: str, who: str = "api") -> JobRow:
         job = self.store.resume_job(job_id, who)
+        self._set_pause_flag(job_id, False)
         self.scheduler.check_jobs([job_id])
         return job
 
     def cancel(self, job_id: str, who: str = "api") -> JobRow:
         cancelled = self.store.cancel_job(job_id, who)
+        self._set_pause_flag(job_id, False)
         self.scheduler.cancelled(job_id, cancelled.stopped)
         self._finalize_now.set()
         return cancelled.job

@@ -36,6 +36,9 @@ class RunContext:
     schema_change: SchemaChange | None = None
     log_to_timeline: bool = False
     step_timeout_s: float | None = 300.0
+    # A file whose existence asks a running task to stop after its current step and give itself
+    # back (the daemon's pause; SPEC §6). None: never asked (flowd run, sync runs).
+    yield_flag: str | None = None
     max_file_bytes: int = 50 * MB
 
     @property

@@ -50,6 +50,7 @@ FILE_STATUS = {
     TaskState.FAILED: "FAILED",
     TaskState.CHECKPOINT: "STOPPED_AT_CHECKPOINT",
     TaskState.REDUCE: "PENDING",
+    TaskState.YIELDED: "PENDING",
 }
 
 

@@ -55,6 +55,7 @@ class TaskState(StrEnum):
     FAILED = "FAILED"
     CHECKPOINT = "CHECKPOINT"  # waits after a checkpoint (failed validation, or a barrier)
     REDUCE = "REDUCE"  # waits before a reduce UDF for the job's other records
+    YIELDED = "YIELDED"  # stopped after a step because its job was paused; resumes at position
 
 
 @dataclass(frozen=True)
@@ -186,11 +187,16 @@ class TaskRunner:
                 )
                 if stop is not None:
                     return replace(stop, route=route)
+        flag = self.ctx.yield_flag
+        ran = 0
         while pos < len(plan):
             entry = plan[pos]
             payload = entry.step.payload
             if isinstance(payload, UdfSpec) and payload.kind == "reduce":
                 return TaskProgress(task, TaskState.REDUCE, pos, route=route)
+            if ran and flag is not None and os.path.exists(flag):
+                return TaskProgress(task, TaskState.YIELDED, pos, route=route)
+            ran += 1
             doc, records = self._run_step(task, entry, doc, records)
             pos += 1
             if self.project.metaflow is not None and pos == 2:

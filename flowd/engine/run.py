@@ -238,8 +238,10 @@ def run_context(
     input_dir: Path,
     settings: RunSettings,
     schema: SchemaChange | None,
+    yield_flag: str | None = None,
 ) -> RunContext:
     return RunContext(
+        yield_flag=yield_flag,
         job_id=job_id,
         run_id=run_id,
         output_root=output_root,

@@ -10,7 +10,9 @@ One thread owns it. Each turn it
 3. waits for finished work (or to be woken) and reports every outcome in one transaction:
    ``DONE``; ``FAILED`` — or ``RETRY_WAIT`` with a backoff when the failure is transient and
    attempts remain (:class:`~flowd.jobs.backoff.RetryPolicy`); ``CHECKPOINT`` for a record that
-   failed a checkpoint; ``WAITING`` at a barrier;
+   failed a checkpoint; ``WAITING`` at a barrier; ``QUEUED`` again for a task that stopped after
+   a step because its job was paused (the pause flag, :func:`pause_flag`, which workers check
+   between steps);
 4. opens barriers: when a job's tasks have all settled or wait at a checkpoint that every record
    passed, the waiting ones are re-queued to go past it; tasks waiting before a reduce UDF get the
    reduce run over all of them, then go on.
@@ -112,6 +114,7 @@ class Scheduler:
         observe: ProgressObserver | None = None,
         idle_s: float = 2.0,
         clock: Callable[[], float] = time.time,
+        pause_flags: Path | None = None,
     ) -> None:
         self.store = store
         self.executor = executor
@@ -124,6 +127,7 @@ class Scheduler:
         self.observe = observe
         self.idle_s = idle_s
         self._clock = clock
+        self.pause_flags = pause_flags
         self._ids = itertools.count(1)
         self._inflight: dict[int, _InFlight] = {}
         self._task_work: dict[int, int] = {}
@@ -290,8 +294,15 @@ class Scheduler:
             assert job.output_folder is not None and job.input_dir is not None
             assert job.run_id is not None
             input_dir = Path(job.input_dir)
+            flag = pause_flag(self.pause_flags, job.job_id) if self.pause_flags else None
             ctx = run_context(
-                job.job_id, job.run_id, Path(job.output_folder), input_dir, settings, schema
+                job.job_id,
+                job.run_id,
+                Path(job.output_folder),
+                input_dir,
+                settings,
+                schema,
+                str(flag) if flag else None,
             )
             factory = FolderRunnerFactory(binary.data, binary.name, ctx, input_dir)
             spec = RunSpec(job.job_id, factory, hard_timeout(binary, ctx.step_timeout_s))
@@ -394,6 +405,10 @@ class Scheduler:
             return Report(
                 task.task_id, TaskState.FAILED, why, update=TaskUpdate(error=error, result=result)
             )
+        if p.state is Step.YIELDED:
+            update = TaskUpdate(position=p.position, route=p.route)
+            why = "given back after a step: its job is paused"
+            return Report(task.task_id, TaskState.QUEUED, why, update=update)
         if p.state is Step.CHECKPOINT and p.checkpoint_failed:
             update = TaskUpdate(
                 position=p.position, route=p.route, records=len(p.records), result=result
@@ -505,6 +520,12 @@ class Scheduler:
             log.info("tasks_given_back", count=len(running))
         self._inflight.clear()
         log.info("scheduler_stopped")
+
+
+def pause_flag(folder: Path, job_id: str) -> Path:
+    """The file whose existence asks the job's running tasks to stop after their current step
+    (``<job_id>.paused``: job ids are file-name safe, and the suffix keeps ``.``/``..`` harmless)."""
+    return folder / f"{job_id}.paused"
 
 
 def _barrier(task: TaskRow) -> Any:
