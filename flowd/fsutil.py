@@ -65,7 +65,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def remove_stale_temporaries(root: Path | str) -> int:
+def remove_stale_temporaries(root: Path | str, *, recursive: bool = True) -> int:
     """Remove the temporary files under ``root`` whose writer process is gone; return how many.
 
     A process killed in the middle of :func:`write_atomic` (``kill -9`` of the daemon, a worker
@@ -73,7 +73,8 @@ def remove_stale_temporaries(root: Path | str) -> int:
     next to the results a reader lists. Those of living processes (a retry already writing) stay.
     """
     removed = 0
-    for folder, _, files in os.walk(root):
+    walk = os.walk(root) if recursive else [(str(root), [], os.listdir(root))]
+    for folder, _, files in walk:
         for name in files:
             found = _TEMPORARY.search(name)
             if found is None or _alive(int(found.group(1))):

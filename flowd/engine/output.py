@@ -63,38 +63,27 @@ def file_result(task: Task, progress: TaskProgress | None, flows_type: bool) -> 
     return FileResult(name, FILE_STATUS[progress.state], progress.records, progress.error, flow)
 
 
-def file_result_from_dict(data: Mapping[str, Any]) -> FileResult:
-    """A :class:`FileResult` back from :meth:`FileResult.to_dict` (as the job store keeps it)."""
-    name = str(data["file_name"])
-    records = tuple(
-        Record.from_dict(
-            {
-                "record_index": entry["record_index"],
-                "status": entry.get("status", "OK"),
-                "class_label": entry.get("class_label"),
-                "fields": entry.get("results", ()),
-                "messages": entry.get("messages", ()),
-            },
-            name,
-            "",
-            0,
-        )
-        for entry in data.get("records", ())
-    )
-    return FileResult(name, str(data["status"]), records, data.get("error"), data.get("flow"))
+FileEntry = Mapping[str, Any]
+"""A file's outcome as stored and written: :meth:`FileResult.to_dict` (``file_name``, ``status``,
+``flow``?, ``error``?, ``records`` of ``{record_index, status, class_label, results}``). The job
+store keeps these, so the functions below work on them directly."""
 
 
-def run_summary(results: Sequence[FileResult]) -> dict[str, int]:
-    """The ``run_summary`` of a run's file results (``batch.ibflowresults``, the job status API)."""
+def run_summary(entries: Sequence[FileEntry]) -> dict[str, int]:
+    """The ``run_summary`` of a run's files (``batch.ibflowresults``, the job status API)."""
     return {
-        "numFiles": len(results),
-        "numRecords": sum(len(r.records) for r in results),
+        "numFiles": len(entries),
+        "numRecords": sum(len(e["records"]) for e in entries),
         "numRuntimeErrors": sum(
-            1 for r in results for rec in r.records for f in rec.fields if f.error_msg is not None
+            1
+            for e in entries
+            for rec in e["records"]
+            for f in rec["results"]
+            if f.get("error_msg") is not None
         ),
-        "numFailedFiles": sum(1 for r in results if r.status == "FAILED"),
-        "numCompleteFiles": sum(1 for r in results if r.status == "COMPLETE"),
-        "numStoppedAtCheckpoint": sum(1 for r in results if r.status == "STOPPED_AT_CHECKPOINT"),
+        "numFailedFiles": sum(1 for e in entries if e["status"] == "FAILED"),
+        "numCompleteFiles": sum(1 for e in entries if e["status"] == "COMPLETE"),
+        "numStoppedAtCheckpoint": sum(1 for e in entries if e["status"] == "STOPPED_AT_CHECKPOINT"),
     }
 
 
@@ -110,21 +99,29 @@ def record_entry(rec: Record) -> dict[str, Any]:
     return entry
 
 
-def result_rows(results: Iterable[FileResult]) -> list[dict[str, Any]]:
+def entry_rows(entries: Iterable[FileEntry]) -> list[dict[str, Any]]:
     """One row per record of every file, fields flattened after the fixed columns."""
     rows: list[dict[str, Any]] = []
-    for fr in results:
-        for rec in fr.records:
-            row: dict[str, Any] = {"file_name": fr.file_name}
-            if fr.flow is not None:
-                row["flow"] = fr.flow
+    for e in entries:
+        flow = e.get("flow")
+        for rec in e["records"]:
+            row: dict[str, Any] = {"file_name": e["file_name"]}
+            if flow is not None:
+                row["flow"] = flow
             row.update(
-                record_index=rec.record_index, class_label=rec.class_label, status=rec.status.value
+                record_index=rec["record_index"],
+                class_label=rec.get("class_label"),
+                status=rec.get("status", "OK"),
             )
-            for f in rec.fields:
-                row[f.key] = f.value
+            for f in rec["results"]:
+                row[f["key"]] = f.get("value")
             rows.append(row)
     return rows
+
+
+def result_rows(results: Iterable[FileResult]) -> list[dict[str, Any]]:
+    """:func:`entry_rows` of file results."""
+    return entry_rows(r.to_dict() for r in results)
 
 
 def _cell(value: Any) -> Any:
@@ -168,20 +165,20 @@ def _compact(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, default=str)
 
 
-def write_results(folder: Path, results: list[FileResult]) -> None:
-    rows = result_rows(results)
+def write_results(folder: Path, entries: Sequence[FileEntry]) -> None:
+    rows = entry_rows(entries)
     write_atomic(folder / RESULTS_JSON, dump_json(rows), fsync=True)
     write_atomic(folder / RESULTS_CSV, rows_to_csv(rows).encode("utf-8", "replace"), fsync=True)
 
 
 def write_run_results(
-    folder: Path, results: Sequence[FileResult], flows: Sequence[str] | None = None
+    folder: Path, entries: Sequence[FileEntry], flows: Sequence[str] | None = None
 ) -> None:
     """``results.json``/``.csv`` of the files that completed; for a ``Flows`` binary (``flows``:
     its flow stems) also one pair per flow in the flow's folder."""
-    write_results(folder, [r for r in results if r.status == "COMPLETE"])
+    write_results(folder, [e for e in entries if e["status"] == "COMPLETE"])
     for flow in flows or ():
-        mine = [r for r in results if r.flow == flow and r.status == "COMPLETE"]
+        mine = [e for e in entries if e.get("flow") == flow and e["status"] == "COMPLETE"]
         (folder / flow).mkdir(parents=True, exist_ok=True)
         write_results(folder / flow, mine)
 

@@ -156,9 +156,14 @@ class ProcessWorkers:
         start_method: str | None = None,
         runners_per_worker: int = RUNNERS_PER_WORKER,
         initializer: Callable[[], None] | None = None,
+        depth: int = 2,
     ) -> None:
         """``initializer`` (picklable) runs first in every worker: e.g. the daemon's logging set-up,
-        which a worker started by a fork server does not inherit."""
+        which a worker started by a fork server does not inherit. ``depth``: calls a worker may
+        hold at least (more when the queue is long), so it never waits for the parent between
+        calls; a caller that limits what it submits (the daemon's scheduler) sets it to that
+        limit per worker."""
+        self.depth = max(1, depth)
         self.size = max(1, size)
         self.initializer = initializer
         self.runners_per_worker = max(1, runners_per_worker)
@@ -211,7 +216,7 @@ class ProcessWorkers:
     def _dispatch(self) -> None:
         chunk = max(1, min(32, len(self._queue) // (self.size * 4)))
         for w in self._workers:
-            while self._queue and len(w.held) < 2 * chunk:
+            while self._queue and len(w.held) < max(2 * chunk, self.depth):
                 first = self._queue.popleft()
                 batch = [first]
                 while self._queue and len(batch) < chunk and self._queue[0].key == first.key:

@@ -327,16 +327,17 @@ def _finish(
         if failed
         else RunStatus.COMPLETE
     )
-    summary = run_summary(results)
+    entries = [r.to_dict() for r in results]
+    summary = run_summary(entries)
     flows = [flow.stem for flow in binary.plan.flows] if flows_type else None
-    write_run_results(ctx.output_root, results, flows)
+    write_run_results(ctx.output_root, entries, flows)
     transient = any(p.transient for p in latest.values() if p.state is TaskState.FAILED)
     batch.update(
         status=status,
         can_resume=stopped or transient,
         finished_at=now_iso(),
         run_summary=summary,
-        files=[r.to_dict() for r in results],
+        files=entries,
     )
     write_batch(ctx.output_root, batch)
     return RunOutcome(

@@ -21,7 +21,7 @@ from flowd.engine.executor import Call
 from flowd.engine.pipeline import TaskProgress, TaskRunner
 from flowd.engine.pool import ProcessWorkers
 
-IN_FLIGHT_PER_WORKER = 8
+IN_FLIGHT_PER_WORKER = 16
 """The most calls the local executor holds per worker process: enough that a worker never waits for
 the scheduler between short calls, few enough that a paused or cancelled job has little already
 handed out."""
@@ -93,7 +93,9 @@ class LocalExecutor:
         start_method: str | None = None,
         initializer: Callable[[], None] | None = None,
     ) -> None:
-        self._pool = ProcessWorkers(workers, start_method, initializer=initializer)
+        self._pool = ProcessWorkers(
+            workers, start_method, initializer=initializer, depth=IN_FLIGHT_PER_WORKER
+        )
         self._call_s: float | None = None  # moving average of recent call times; None: unknown
 
     @property

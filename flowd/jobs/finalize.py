@@ -14,7 +14,6 @@ from typing import Any
 
 from flowd.engine.output import (
     FileResult,
-    file_result_from_dict,
     read_batch,
     run_summary,
     write_batch,
@@ -37,8 +36,9 @@ _UNFINISHED = {
 }
 
 
-def task_file_result(task: TaskRow) -> FileResult:
-    """A task's file result: the one it stored when it settled, else one made from its state."""
+def task_entry(task: TaskRow) -> dict[str, Any]:
+    """A task's file outcome (:data:`~flowd.engine.output.FileEntry`): the one it stored when it
+    settled, else one made from its state."""
     stored = task.result
     if (
         isinstance(stored, dict)
@@ -46,32 +46,37 @@ def task_file_result(task: TaskRow) -> FileResult:
         and "file_name" in stored
         and task.state is not TaskState.CANCELLED
     ):
-        return file_result_from_dict(stored)
+        return stored
     name = display_name(task.file)
     if task.state is TaskState.FAILED:
-        return FileResult(name, "FAILED", error=task.error or f"{name}: failed", flow=task.flow)
-    if task.state is TaskState.DONE:  # stored results lost: report it done with no records
-        return FileResult(name, "COMPLETE", flow=task.flow)
-    status, why = _UNFINISHED.get(task.state, ("PENDING", "did not finish"))
-    return FileResult(name, status, error=f"{name}: {why}", flow=task.flow)
+        result = FileResult(name, "FAILED", error=task.error or f"{name}: failed", flow=task.flow)
+    elif task.state is TaskState.DONE:  # stored results lost: report it done with no records
+        result = FileResult(name, "COMPLETE", flow=task.flow)
+    else:
+        status, why = _UNFINISHED.get(task.state, ("PENDING", "did not finish"))
+        result = FileResult(name, status, error=f"{name}: {why}", flow=task.flow)
+    return result.to_dict()
 
 
-def job_file_results(store: JobStore, job_id: str) -> list[FileResult]:
-    return [task_file_result(t) for t in store.tasks(job_id)]
+def job_entries(store: JobStore, job_id: str) -> list[dict[str, Any]]:
+    return [task_entry(t) for t in store.tasks(job_id)]
 
 
 def write_job_outputs(store: JobStore, binaries: BinaryCache, job: JobRow) -> dict[str, int]:
     """Write an ended flow job's result files and final ``batch.ibflowresults``; return its
     ``run_summary``. Nothing is written for a job without an output folder."""
-    results = job_file_results(store, job.job_id)
-    summary = run_summary(results)
+    entries = job_entries(store, job.job_id)
+    summary = run_summary(entries)
     if not job.output_folder:
         return summary
     root = Path(job.output_folder)
     flows = _flows_of(binaries, job)
     root.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(root)  # left by a worker or daemon killed while writing
-    write_run_results(root, results, flows)
+    # Left by a worker or a daemon killed while writing: only a job that lost or failed
+    # attempts can have them in its step folders (a clean run leaves none), so the walk over
+    # every step output is done only then; the output folder itself is always swept.
+    remove_stale_temporaries(root, recursive=store.had_failed_attempts(job.job_id))
+    write_run_results(root, entries, flows)
     try:
         batch: dict[str, Any] = read_batch(root)
     except (OSError, ValueError):
@@ -86,7 +91,7 @@ def write_job_outputs(store: JobStore, binaries: BinaryCache, job: JobRow) -> di
         can_resume=job.state is not JobState.COMPLETE,
         finished_at=now_iso(),
         run_summary=summary,
-        files=[r.to_dict() for r in results],
+        files=entries,
     )
     write_batch(root, batch)
     return summary

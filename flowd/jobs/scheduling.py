@@ -28,9 +28,10 @@ from flowd.jobs.queries import (
     read_job,
     read_labels,
     read_task,
+    task_row,
 )
 from flowd.jobs.states import AttemptOutcome, JobState, TaskState
-from flowd.jobs.transitions import TaskUpdate, move_job, move_task, roll_up
+from flowd.jobs.transitions import TaskMove, TaskUpdate, move_job, move_task, move_tasks, roll_up
 
 log = structlog.get_logger("flowd.jobs")
 
@@ -235,60 +236,74 @@ class SchedulingMixin:
 
     def claim_tasks(self, worker: str, limit: int, now: float | None = None) -> list[Claim]:
         """Up to ``limit`` claims (:meth:`claim_next_task`'s order and rules) in one transaction:
-        what a scheduler with room for several tasks takes at once."""
+        what a scheduler with room for several tasks takes at once. Active jobs are walked in
+        scheduling order and each gives its due tasks in task order, so the batch is exactly what
+        ``limit`` single claims would take — in a few statements instead of ten per task."""
         now = self._clock() if now is None else now
-        claims: list[Claim] = []
         if limit <= 0:
-            return claims
+            return []
         with self._db.write() as conn:
-            started: set[str] = set()
-            for _ in range(limit):
-                row = conn.execute(CLAIM_SQL, (now,)).fetchone()
-                if row is None:
+            picked: list[tuple[str, int]] = []
+            jobs = conn.execute(
+                "SELECT job_id, state FROM jobs INDEXED BY jobs_to_run "
+                "WHERE state IN ('QUEUED', 'RUNNING') ORDER BY priority DESC, created_at, job_id"
+            )
+            starting: list[str] = []
+            for job_id, job_state in jobs:
+                rows = conn.execute(
+                    "SELECT task_id FROM tasks INDEXED BY tasks_to_claim WHERE job_id = ? "
+                    "AND state IN ('QUEUED', 'RETRY_WAIT') AND not_before <= ? "
+                    "ORDER BY ordinal LIMIT ?",
+                    (job_id, now, limit - len(picked)),
+                ).fetchall()
+                if rows and job_state == JobState.QUEUED:
+                    starting.append(job_id)
+                picked += [(job_id, r[0]) for r in rows]
+                if len(picked) >= limit:
                     break
-                task_id = row[0]
-                move_task(
-                    conn,
-                    task_id,
-                    TaskState.RUNNING,
-                    worker,
-                    "claimed",
-                    now,
-                    TaskUpdate(),
-                    settle=False,
-                )
-                task = read_task(conn, task_id)
-                if task.job_id not in started:
-                    started.add(task.job_id)
-                    state = conn.execute(
-                        "SELECT state FROM jobs WHERE job_id = ?", (task.job_id,)
-                    ).fetchone()[0]
-                    if state == JobState.QUEUED:
-                        move_job(
-                            conn, task.job_id, JobState.RUNNING, worker, "first task started", now
-                        )
-                attempt_id = conn.execute(
-                    "SELECT attempt_id FROM attempts WHERE task_id = ? AND ended_at IS NULL",
-                    (task_id,),
-                ).fetchone()[0]
-                claims.append(Claim(task, attempt_id, _first_attempt(conn, task_id, attempt_id)))
-        return claims
+            if not picked:
+                return []
+            ids = [task_id for _, task_id in picked]
+            refused = move_tasks(
+                conn,
+                [TaskMove(task_id, TaskState.RUNNING, "claimed") for task_id in ids],
+                worker,
+                now,
+                settle=False,
+            )
+            if refused:  # cannot happen: the rows were claimable inside this transaction
+                raise refused[0][1]
+            for job_id in starting:
+                move_job(conn, job_id, JobState.RUNNING, worker, "first task started", now)
+            marks = ", ".join("?" * len(ids))
+            tasks = {
+                r["task_id"]: task_row(r)
+                for r in conn.execute(f"SELECT * FROM tasks WHERE task_id IN ({marks})", ids)
+            }
+            open_attempt: dict[int, int] = {}
+            first_attempt: dict[int, int] = {}
+            for task_id, attempt_id, ended in conn.execute(
+                f"SELECT task_id, attempt_id, ended_at FROM attempts WHERE task_id IN ({marks})",
+                ids,
+            ):
+                if ended is None:
+                    open_attempt[task_id] = attempt_id
+                first_attempt[task_id] = min(first_attempt.get(task_id, attempt_id), attempt_id)
+            return [
+                Claim(tasks[i], open_attempt[i], first_attempt[i] == open_attempt[i]) for i in ids
+            ]
 
     def report(self, reports: Sequence[Report], who: str) -> list[tuple[Report, JobStateError]]:
         """Apply many task moves in one transaction (each rolls its job up). A move whose task
         is no longer in ``expect`` — its job was cancelled meanwhile — is skipped, not applied,
         and returned with its error: a late result is dropped, never written over a decision."""
-        refused: list[tuple[Report, JobStateError]] = []
         if not reports:
-            return refused
+            return []
+        moves = [TaskMove(r.task_id, r.to, r.why, r.update, r.expect) for r in reports]
+        by_move = {id(m): r for m, r in zip(moves, reports, strict=True)}
         with self._db.write() as conn:
-            now = self._clock()
-            for r in reports:
-                try:
-                    move_task(conn, r.task_id, r.to, who, r.why, now, r.update, expect=r.expect)
-                except JobStateError as exc:  # raised before anything was written
-                    refused.append((r, exc))
-        return refused
+            refused = move_tasks(conn, moves, who, self._clock())
+        return [(by_move[id(m)], exc) for m, exc in refused]
 
     def jobs_to_finalize(self, limit: int = 100) -> list[JobRow]:
         """Ended jobs whose latest end has not been followed up (results written, notifications
@@ -313,6 +328,23 @@ class SchedulingMixin:
                 (ends, job_id, ends, ends),
             )
             return cur.rowcount == 1
+
+    def barrier(self, job_id: str) -> str:
+        """Where the job stands towards a barrier: ``"none"`` (no task ``WAITING``),
+        ``"blocked"`` (some wait, but others are still active or stopped at a checkpoint) or
+        ``"ready"`` (every task settled, some waiting: the moment the scheduler opens it). At most
+        three indexed look-ups (``tasks_by_job_state``), however many tasks the job has."""
+        with self._db.read() as conn:
+
+            def some(states: str) -> bool:
+                sql = f"SELECT 1 FROM tasks WHERE job_id = ? AND state IN ({states}) LIMIT 1"
+                return conn.execute(sql, (job_id,)).fetchone() is not None
+
+            if not some("'WAITING'"):
+                return "none"
+            if some("'QUEUED', 'RUNNING', 'RETRY_WAIT'") or some("'CHECKPOINT'"):
+                return "blocked"
+            return "ready"
 
     def active_job_ids(self) -> list[str]:
         """Jobs whose tasks may still run (``QUEUED``/``RUNNING``), in scheduling order."""

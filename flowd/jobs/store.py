@@ -316,6 +316,18 @@ class JobStore(CommandsMixin, SchedulingMixin, ListingMixin, PipelinesMixin):
                 raise JobNotFoundError(job_id)
             return read_counts(conn, job_id)
 
+    def had_failed_attempts(self, job_id: str) -> bool:
+        """Whether any attempt of the job's tasks ended otherwise than ``DONE`` or at a barrier
+        (lost with a dead daemon, killed at a timeout, failed, cancelled)."""
+        with self._db.read() as conn:
+            row = conn.execute(
+                "SELECT 1 FROM attempts AS a JOIN tasks AS t ON t.task_id = a.task_id "
+                "WHERE t.job_id = ? AND a.outcome IS NOT NULL "
+                "AND a.outcome NOT IN ('DONE', 'BARRIER', 'CHECKPOINT', 'YIELDED') LIMIT 1",
+                (job_id,),
+            ).fetchone()
+            return row is not None
+
     def gauges(self) -> dict[str, dict[str, int]]:
         """Counts for monitoring: ``jobs`` by state, ``tasks`` claimable (``queued``, due or
         not) and ``running``. Read from indexes only (cheap enough for every metrics scrape)."""
