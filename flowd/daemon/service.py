@@ -31,6 +31,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from flowd.config import Executor, FlowdConfig
 from flowd.daemon.metrics import Metrics
 from flowd.daemon.sync import SyncRunner
+from flowd.daemon.watching import Watches
 from flowd.engine.memory_run import InMemory, MemoryRunSettings
 from flowd.engine.output import FileResult
 from flowd.errors import ConfigError, RunSettingsError, ServiceUnavailableError
@@ -90,6 +91,12 @@ class Service:
             configure, config.log.format.value, config.log.level.value
         )
         self.sync = SyncRunner(self.workers, initializer=self.worker_setup)
+        self.watches = Watches(
+            config,
+            self.store,
+            self.submit_run,
+            on_event=lambda kind: self.metrics.watcher_events.labels(kind).inc(),
+        )
         self.started_at = time.time()
         self._executor: LocalExecutor | None = None
         self._scheduler: Scheduler | None = None
@@ -143,6 +150,7 @@ class Service:
             coalesce=True,
         )
         self._timers.start()
+        self.watches.start()
         log.info(
             "daemon_started",
             state_dir=str(self.config.state_dir),
@@ -154,6 +162,7 @@ class Service:
         """Drain: stop taking work, let running tasks finish (up to ``grace_s``), follow up the
         jobs that ended, close everything."""
         self._stopping.set()
+        self.watches.stop()  # no new runs; files already taken are in the spool
         if self._scheduler is not None:
             self._scheduler.stop(grace_s)
         self.sync.close()
@@ -266,6 +275,7 @@ class Service:
             if not self.store.mark_finalized(job.job_id, job.ends):
                 return True  # it ended again meanwhile: the next pass follows that end up
             log.info("job_ended", status=str(job.state), type=str(job.type), **summary)
+            self.watches.followed_up(job)  # a watch's run: its files move on now
             return True
 
     # -- requests --------------------------------------------------------------------------

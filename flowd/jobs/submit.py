@@ -79,6 +79,7 @@ class FlowRun:
     webhook_config: Mapping[str, Any] | None = None
     max_file_mb: float = 50.0
     files: Sequence[str] | None = None
+    run_id: str | None = None  # default: a new one (the daemon's watches name their spool by it)
 
 
 def step_timeout_s(step_timeout: int, default_s: float) -> float | None:
@@ -134,7 +135,7 @@ def submit_flow_run(
         max_file_mb=run.max_file_mb,
         job_id=job_id,
     )
-    run_id = new_run_id()
+    run_id = run.run_id or new_run_id()
     base = output_base(run.input_dir, settings)
     root = base / run_id if run.output_has_run_id else base
     if run.files is None:
