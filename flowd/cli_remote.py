@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -88,7 +89,7 @@ def serve_cmd(config_path: Path) -> None:
 
     try:
         config = load_config(config_path)
-        serve(config)
+        serve(config, config_path)
     except ConfigError as exc:
         _config_problems(exc)
     except FlowdError as exc:
@@ -349,4 +350,48 @@ def _command(action: str) -> click.Command:
 for _action in ("pause", "resume", "cancel", "retry"):
     jobs_group.add_command(_command(_action))
 
-COMMANDS = (serve_cmd, submit_cmd, sync_cmd, jobs_group)
+
+@click.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Print the API's JSON.")
+@_connection
+def status_cmd(as_json: bool, config_path: Path, url: str | None, token: str | None) -> None:
+    """The running daemon: its queue, watches and projects (last compile, errors)."""
+    client = _client(config_path, url, token)
+    info = _api_call(client.daemon_status)
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+        return
+    running = sum(info["jobs"].get(s, 0) for s in ("QUEUED", "RUNNING", "PAUSED"))
+    click.echo(
+        f"flowd daemon pid {info['pid']} at {client.url}, up {info['uptime_s']:.0f} s, "
+        f"{info['workers']} workers; queue {info['queue_depth']} tasks, "
+        f"{info['tasks_running']} running, {running} active jobs"
+    )
+    console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
+    watches = Table("watch", "input_dir", "waiting", "runs", "files", "last run", "last error")
+    for w in info["watches"]:
+        watches.add_row(
+            w["name"],
+            w["input_dir"],
+            str(w["candidates"] + w["ready"]),
+            str(w["runs_started"]),
+            str(w["files_taken"]),
+            w["last_run_id"] or "-",
+            w["last_error"] or "",
+        )
+    console.print(watches)
+    projects = Table("project", "state", "last compile", "binary", "problems")
+    for p in info["projects"]:
+        when = p.get("last_compile_at")
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(when)) if when else "-"
+        projects.add_row(
+            p["name"],
+            p["state"],
+            stamp,
+            p.get("binary_path") or "",
+            "\n".join(p.get("problems") or ()),
+        )
+    console.print(projects)
+
+
+COMMANDS = (serve_cmd, submit_cmd, sync_cmd, jobs_group, status_cmd)

@@ -229,6 +229,10 @@ class FlowdClient:
         body = {"job_id": job_id, "pipeline_ids": list(pipeline_ids)}
         return self.request("POST", "/api/v1/jobs/pipelines", json=body)
 
+    def daemon_status(self) -> dict[str, Any]:
+        """The daemon's watches, projects, queue and jobs by status (``flowd status``)."""
+        return self.request("GET", "/api/v1/daemon/status")
+
     def healthz(self) -> bool:
         try:
             return self.session.get(self.url + "/healthz", timeout=self.timeout_s).ok

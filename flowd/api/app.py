@@ -262,6 +262,11 @@ def create_app(service: Service, tokens: tuple[str, ...]) -> FastAPI:
     def healthz() -> dict[str, Any]:
         return {"status": "OK", "uptime_s": round(time.time() - service.started_at, 3)}
 
+    @app.get(f"{API}/daemon/status")
+    def daemon_status() -> dict[str, Any]:
+        """flowd: the daemon's watches, projects (last compile) and queue (``flowd status``)."""
+        return {"status": "OK", **service.status()}
+
     @app.get("/metrics")
     def metrics() -> Response:
         return Response(service.metrics.render(), media_type=CONTENT_TYPE)

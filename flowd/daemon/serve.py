@@ -14,7 +14,10 @@ import fcntl
 import json
 import logging
 import os
+import signal
 import socket
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +25,7 @@ import structlog
 import uvicorn
 
 from flowd.api.app import gated_app
-from flowd.config import FlowdConfig
+from flowd.config import FlowdConfig, load_config
 from flowd.daemon.service import Service
 from flowd.daemon.tokens import ensure_tokens
 from flowd.errors import ConfigError
@@ -85,8 +88,39 @@ def lock_state_dir(config: FlowdConfig) -> int:
     return fd
 
 
-def serve(config: FlowdConfig) -> None:
-    """Run the daemon until SIGTERM/SIGINT."""
+def _reloader(service: Service, config_path: Path | None) -> Callable[[int, Any], None]:
+    """The SIGHUP handler: re-read the config file on a thread of its own (a signal handler must
+    not block) and apply its watches and projects; a config with errors changes nothing."""
+    lock = threading.Lock()
+
+    def reload() -> None:
+        if not lock.acquire(blocking=False):
+            return  # a reload is running; it reads the file as it is now anyway
+        try:
+            if config_path is None:
+                return
+            log.info("config_reload_started", config=str(config_path))
+            try:
+                new = load_config(config_path)
+            except ConfigError as exc:
+                log.error(
+                    "config_reload_failed", config=str(config_path), problems=list(exc.problems)
+                )
+                return
+            service.reload(new)
+        except Exception:
+            log.exception("config_reload_failed", config=str(config_path))
+        finally:
+            lock.release()
+
+    def handler(signum: int, frame: Any) -> None:
+        threading.Thread(target=reload, name="flowd-reload", daemon=True).start()
+
+    return handler
+
+
+def serve(config: FlowdConfig, config_path: Path | None = None) -> None:
+    """Run the daemon until SIGTERM/SIGINT; SIGHUP re-reads ``config_path``."""
     configure(config.log.format.value, config.log.level.value)
     # APScheduler logs every timer run at INFO: twice a second, forever.
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
@@ -96,6 +130,7 @@ def serve(config: FlowdConfig) -> None:
     host, port = sock.getsockname()[:2]
     service = Service(config)
     service.start()
+    signal.signal(signal.SIGHUP, _reloader(service, config_path))
     url = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
     info: dict[str, Any] = {"pid": os.getpid(), "url": url}
     write_atomic(daemon_file(config), json.dumps(info).encode())

@@ -18,12 +18,14 @@ The store is the only truth; every thread can be rebuilt from it.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import threading
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 import structlog
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -277,6 +279,48 @@ class Service:
             log.info("job_ended", status=str(job.state), type=str(job.type), **summary)
             self.watches.followed_up(job)  # a watch's run: its files move on now
             return True
+
+    RELOADABLE = frozenset({"watches", "projects"})
+    """Keys a reload (SIGHUP) applies; the others need a restart."""
+
+    def reload(self, config: FlowdConfig) -> dict[str, list[str]]:
+        """Apply ``config``'s watches and projects without a restart (running jobs untouched);
+        other changed keys are reported, not applied (they need a restart)."""
+        ignored = sorted(
+            key
+            for key in type(config).model_fields
+            if key not in self.RELOADABLE and getattr(config, key) != getattr(self.config, key)
+        )
+        merged = self.config.model_copy(
+            update={"watches": config.watches, "projects": config.projects}
+        )
+        self.config = merged
+        self._reload_projects(merged)
+        stopped, started = self.watches.reload(merged)
+        result = {"watches_stopped": stopped, "watches_started": started, "needs_restart": ignored}
+        log.info("config_reloaded", **result)
+        return result
+
+    def _reload_projects(self, config: FlowdConfig) -> None:
+        return None
+
+    def status(self) -> dict[str, Any]:
+        """What ``flowd status`` shows: the daemon, its queue, its watches and projects."""
+        gauges = self.store.gauges()
+        return {
+            "pid": os.getpid(),
+            "uptime_s": round(time.time() - self.started_at, 3),
+            "state_dir": str(self.config.state_dir),
+            "workers": self.workers,
+            "jobs": gauges["jobs"],
+            "queue_depth": gauges["tasks"]["queued"],
+            "tasks_running": gauges["tasks"]["running"],
+            "watches": [dataclasses.asdict(s) for s in self.watches.status()],
+            "projects": [dataclasses.asdict(s) for s in self.project_status()],
+        }
+
+    def project_status(self) -> list[Any]:
+        return []
 
     # -- requests --------------------------------------------------------------------------
     def submit_run(self, run: FlowRun, who: str = "api") -> JobRow:
