@@ -34,6 +34,7 @@ import fnmatch
 import hashlib
 import os
 import stat
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -207,7 +208,7 @@ class Inbox:
             spool(self.watch, kind).mkdir(parents=True, exist_ok=True)
         if self._kept_path is not None and self._kept_path.exists():
             self._kept = set(self._kept_path.read_text(encoding="ascii").split())
-        observer = PollingObserver(timeout=1.0) if self.watch.polling else Observer()
+        observer = _observer(self.watch.polling)
         observer.schedule(_Handler(self), str(root), recursive=self.watch.recursive)
         observer.daemon = True
         observer.start()
@@ -257,7 +258,11 @@ class Inbox:
             return
         with self._lock:
             if kind == "dir":
-                self._dirty_dirs.add(rel)
+                # Inotify reports new subfolders of a flat watch too, and hidden or junk folders
+                # (@eaDir, .git) are never entered: scanning them would take their files.
+                name = rel.rsplit("/", 1)[-1]
+                if self.watch.recursive and not (name.startswith(".") or name in JUNK_DIRS):
+                    self._dirty_dirs.add(rel)
             else:
                 found = self._candidates.get(rel)
                 if found is not None:
@@ -584,6 +589,20 @@ class _Handler(FileSystemEventHandler):
             self.inbox.note(path, complete=True, kind="moved")
         elif isinstance(event, (FileCreatedEvent, FileModifiedEvent)):
             self.inbox.note(path, complete=False, kind=event.event_type)
+
+
+def _observer(polling: bool) -> Any:
+    """The watchdog observer for an inbox. On Linux, inotify with *full* events: by default
+    watchdog reports a file renamed in from outside the watched folder (an unpaired
+    ``IN_MOVED_TO``) as merely "created", which the settle rule would hold for ``settle_s``;
+    full events report it as a move, taken at once."""
+    if polling:
+        return PollingObserver(timeout=1.0)
+    if sys.platform.startswith("linux"):
+        from watchdog.observers.inotify import InotifyObserver
+
+        return InotifyObserver(generate_full_events=True)
+    return Observer()
 
 
 def _is_regular(mode: int) -> bool:

@@ -17,16 +17,19 @@ import os
 import signal
 import socket
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import requests
 import structlog
 import uvicorn
 
 from flowd.api.app import gated_app
 from flowd.config import FlowdConfig, load_config
 from flowd.daemon.service import Service
+from flowd.daemon.systemd import Notifier
 from flowd.daemon.tokens import ensure_tokens
 from flowd.errors import ConfigError
 from flowd.fsutil import write_atomic
@@ -88,7 +91,9 @@ def lock_state_dir(config: FlowdConfig) -> int:
     return fd
 
 
-def _reloader(service: Service, config_path: Path | None) -> Callable[[int, Any], None]:
+def _reloader(
+    service: Service, config_path: Path | None, notifier: Notifier
+) -> Callable[[int, Any], None]:
     """The SIGHUP handler: re-read the config file on a thread of its own (a signal handler must
     not block) and apply its watches and projects; a config with errors changes nothing."""
     lock = threading.Lock()
@@ -96,6 +101,7 @@ def _reloader(service: Service, config_path: Path | None) -> Callable[[int, Any]
     def reload() -> None:
         if not lock.acquire(blocking=False):
             return  # a reload is running; it reads the file as it is now anyway
+        notifier.reloading()
         try:
             if config_path is None:
                 return
@@ -112,6 +118,7 @@ def _reloader(service: Service, config_path: Path | None) -> Callable[[int, Any]
             log.exception("config_reload_failed", config=str(config_path))
         finally:
             lock.release()
+            notifier.ready(service.summary())
 
     def handler(signum: int, frame: Any) -> None:
         threading.Thread(target=reload, name="flowd-reload", daemon=True).start()
@@ -119,18 +126,48 @@ def _reloader(service: Service, config_path: Path | None) -> Callable[[int, Any]
     return handler
 
 
+def _supervise(server: uvicorn.Server, service: Service, notifier: Notifier, url: str) -> None:
+    """Tell systemd ``READY=1`` once the API accepts connections, then feed its watchdog — but
+    only while the API answers ``/healthz`` and the daemon's threads are alive, so that a daemon
+    stuck anywhere stops feeding it and is restarted. Without systemd, nothing is sent."""
+    while not server.started:
+        if server.should_exit:
+            return
+        time.sleep(0.02)
+    notifier.ready(service.summary())
+    interval = notifier.watchdog_interval_s
+    if interval is None:
+        return
+    while not server.should_exit:
+        problem = service.healthy()
+        if problem is None:
+            try:
+                if not requests.get(url + "/healthz", timeout=interval).ok:
+                    problem = "the API does not answer /healthz"
+            except requests.RequestException as exc:
+                problem = f"the API does not answer /healthz: {exc}"
+        if problem is None:
+            notifier.watchdog()
+            notifier.status(service.summary())
+        else:
+            log.error("watchdog_not_fed", problem=problem)
+        time.sleep(interval)
+
+
 def serve(config: FlowdConfig, config_path: Path | None = None) -> None:
     """Run the daemon until SIGTERM/SIGINT; SIGHUP re-reads ``config_path``."""
     configure(config.log.format.value, config.log.level.value)
     # APScheduler logs every timer run at INFO: twice a second, forever.
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    notifier = Notifier.from_env()
+    os.environ.pop("NOTIFY_SOCKET", None)  # for this process only, not for workers or UDFs
     lock = lock_state_dir(config)
     tokens = ensure_tokens(config)
     sock = listen(config.api.host, config.api.port)
     host, port = sock.getsockname()[:2]
     service = Service(config)
     service.start()
-    signal.signal(signal.SIGHUP, _reloader(service, config_path))
+    signal.signal(signal.SIGHUP, _reloader(service, config_path, notifier))
     url = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
     info: dict[str, Any] = {"pid": os.getpid(), "url": url}
     write_atomic(daemon_file(config), json.dumps(info).encode())
@@ -145,9 +182,13 @@ def serve(config: FlowdConfig, config_path: Path | None = None) -> None:
         )
     )
     log.info("api_listening", url=url)
+    threading.Thread(
+        target=_supervise, args=(server, service, notifier, url), name="flowd-notify", daemon=True
+    ).start()
     try:
         server.run(sockets=[sock])
     finally:
+        notifier.stopping()
         service.stop(DRAIN_S)
         with contextlib.suppress(FileNotFoundError):
             current = json.loads(daemon_file(config).read_text())

@@ -32,6 +32,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from flowd.config import Executor, FlowdConfig
 from flowd.daemon.metrics import Metrics
+from flowd.daemon.projects import ProjectBuilder, ProjectStatus
 from flowd.daemon.sync import SyncRunner
 from flowd.daemon.watching import Watches
 from flowd.engine.memory_run import InMemory, MemoryRunSettings
@@ -93,6 +94,7 @@ class Service:
             configure, config.log.format.value, config.log.level.value
         )
         self.sync = SyncRunner(self.workers, initializer=self.worker_setup)
+        self.projects = ProjectBuilder(config.projects)
         self.watches = Watches(
             config,
             self.store,
@@ -152,6 +154,7 @@ class Service:
             coalesce=True,
         )
         self._timers.start()
+        self.projects.start()  # compiles stale projects first: the inboxes' runs need binaries
         self.watches.start()
         log.info(
             "daemon_started",
@@ -165,6 +168,7 @@ class Service:
         jobs that ended, close everything."""
         self._stopping.set()
         self.watches.stop()  # no new runs; files already taken are in the spool
+        self.projects.stop()
         if self._scheduler is not None:
             self._scheduler.stop(grace_s)
         self.sync.close()
@@ -219,6 +223,24 @@ class Service:
             if self._stopping.is_set() and (self._scheduler is None or not self._scheduler_alive()):
                 self.finalize_ended()
                 return
+
+    def healthy(self) -> str | None:
+        """``None`` when the daemon's own threads are alive, else what is wrong (the systemd
+        watchdog stops being fed, so systemd restarts a daemon that is stuck)."""
+        if self._scheduler is None or not self._scheduler_alive():
+            return "the scheduler thread is not running"
+        if self._finalizer is None or not self._finalizer.is_alive():
+            return "the finalizer thread is not running"
+        return None
+
+    def summary(self) -> str:
+        """One line for systemd's STATUS=: queue, running tasks, watches."""
+        gauges = self.store.gauges()
+        watches = self.watches.status()
+        return (
+            f"{gauges['tasks']['queued']} tasks queued, {gauges['tasks']['running']} running; "
+            f"{len(watches)} watches, {sum(w.runs_started for w in watches)} runs started"
+        )
 
     def _scheduler_alive(self) -> bool:
         thread = self._scheduler._thread if self._scheduler is not None else None
@@ -302,7 +324,13 @@ class Service:
         return result
 
     def _reload_projects(self, config: FlowdConfig) -> None:
-        return None
+        """A builder for the new ``[[projects]]`` if they changed (unchanged projects are not
+        rewritten by the start-up compile of the new builder)."""
+        if config.projects == self.projects.configs:
+            return
+        old, self.projects = self.projects, ProjectBuilder(config.projects)
+        old.stop()
+        self.projects.start()
 
     def status(self) -> dict[str, Any]:
         """What ``flowd status`` shows: the daemon, its queue, its watches and projects."""
@@ -319,8 +347,8 @@ class Service:
             "projects": [dataclasses.asdict(s) for s in self.project_status()],
         }
 
-    def project_status(self) -> list[Any]:
-        return []
+    def project_status(self) -> list[ProjectStatus]:
+        return self.projects.status()
 
     # -- requests --------------------------------------------------------------------------
     def submit_run(self, run: FlowRun, who: str = "api") -> JobRow:
