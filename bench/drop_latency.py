@@ -207,10 +207,11 @@ def main() -> None:
             take_ms = taken_ms(proc, dropped_at)
 
         print(machine())
+        size = statistics.fmean(len(d) for _, d, _ in docs)
         print(
-            f"documents: {args.drops} text invoices (~{statistics.fmean(len(d) for _, d, _ in docs):.0f}"
-            f" bytes) dropped one at a time ({args.gap_ms:g} ms apart) after {args.warmup} warm-up drops; daemon: {workers}"
-            f" workers; poll every {args.poll_ms:g} ms; work folder in {work.parent}"
+            f"documents: {args.drops} text invoices (~{size:.0f} bytes) dropped one at a time "
+            f"({args.gap_ms:g} ms apart) after {args.warmup} warm-up drops; daemon: {workers} "
+            f"workers; poll every {args.poll_ms:g} ms; work folder in {work.parent}"
         )
         where = "beside the inbox" if args.stage == "outside" else "in the inbox (hidden name)"
         print(f"each file written {where}, then renamed to its name in the inbox")

@@ -185,6 +185,12 @@ def serve(config: FlowdConfig, config_path: Path | None = None) -> None:
     threading.Thread(
         target=_supervise, args=(server, service, notifier, url), name="flowd-notify", daemon=True
     ).start()
+    # uvicorn catches SIGTERM/SIGINT while it serves and, once stopped, raises them again for the
+    # handlers that were there before it: with the default ones that would end the process right
+    # there — no drain, no clean exit. These make the re-raised signal a no-op: the drain below is
+    # what a stop signal means.
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop_signal, lambda signum, frame: None)
     try:
         server.run(sockets=[sock])
     finally:
