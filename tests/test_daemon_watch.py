@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from flowd.errors import JobNotFoundError
 from flowd.flows.compiler import compile_project
 from flowd.flows.project import CompileSettings
 from flowd.flows.specs import BinaryType
@@ -41,13 +42,13 @@ def f(record, context):
 """
 
 WATCHES: dict[str, str] = {
-    "slow": "settle_s = 0.5\nbatch_window_s = 0",
+    "slow": "settle_s = 1.0\nbatch_window_s = 0",
     "rename": "settle_s = 30\nbatch_window_s = 0",
     "many": "settle_s = 0.5\nbatch_window_s = 0.5\nmax_batch = 500",
     "tree": "recursive = true\nsettle_s = 0.3\nbatch_window_s = 0",
     "guard": (
         "recursive = true\nsettle_s = 0.2\nbatch_window_s = 0\n"
-        'patterns = ["*.txt", "*.pdf", "*.skip", "*.tmp", "*.part", "*.crdownload", "*.db"]\n'
+        'patterns = ["*.txt", "*.pdf", "*.skip", "*.tmp", "*.part", "*.crdownload", "*.db", "*Store"]\n'
         'ignore = ["*.skip", "private/*"]'
     ),
     "keep": 'after = "keep"\nsettle_s = 0.2\nbatch_window_s = 0',
@@ -131,7 +132,7 @@ def nothing_processing(proc: DaemonProcess, name: str) -> bool:
 
 # -- when a file is taken -----------------------------------------------------------------------
 def test_a_file_written_slowly_is_taken_once_and_only_when_complete(proc: DaemonProcess) -> None:
-    settle_s = 0.5
+    settle_s = 1.0
     path = inbox(proc, "slow") / "slow.txt"
     full = text_invoice("SLOW-7", "77.25")
     head, tail = full[: full.index("Total")], full[full.index("Total") :]
@@ -139,7 +140,7 @@ def test_a_file_written_slowly_is_taken_once_and_only_when_complete(proc: Daemon
     with open(path, "w") as fh:  # kept open all along: no close event, only the settle rule
         began = time.monotonic()
         chunk = 0
-        while time.monotonic() - began < 3 * settle_s:
+        while time.monotonic() - began < 1.5 * settle_s:  # longer than settle_s, never quiet
             piece = head if chunk == 0 else f"note {chunk}\n"
             before = modified_events(proc)
             fh.write(piece)
@@ -355,10 +356,11 @@ def test_kill9_in_the_middle_of_a_batch_leaves_every_file_with_one_result(
             processing = root / ".flowd" / "processing"
 
             def mid_batch(floor: int) -> bool:
+                """A run with at least ``floor`` files done and more running."""
                 for run in processing.iterdir():
                     try:
                         counts = store.job_counts(run.name).by_state
-                    except Exception:
+                    except JobNotFoundError:
                         continue  # taken, not yet submitted
                     done = counts.get(TaskState.DONE, 0)
                     if counts.get(TaskState.RUNNING, 0) and done >= floor:
@@ -368,7 +370,8 @@ def test_kill9_in_the_middle_of_a_batch_leaves_every_file_with_one_result(
             for floor in (2, 5):
                 wait_for(lambda f=floor: mid_batch(f), 60, f"a run with {floor} done and running")
                 proc.kill9()
-                assert spooled(proc, "crash", "processing"), "the kill came after the runs"
+                # The store as the kill left it: a run was cut in the middle.
+                assert mid_batch(floor), "the kill came after the run had ended"
                 proc.start()
             wait_for(lambda: len(spooled(proc, "crash", "done")) == 40, 90, "every file done")
             wait_for(lambda: nothing_processing(proc, "crash"), 10, "an empty processing/")
@@ -389,7 +392,10 @@ def test_sighup_adds_and_removes_watches(tmp_path: Path, simple_binary: Path) ->
     proc = DaemonProcess(tmp_path / "d", extra_toml=watch_toml("first", simple_binary))
     with proc:
         assert proc.proc is not None
-        names = lambda: {w["name"] for w in proc.get("/api/v1/daemon/status").json()["watches"]}  # noqa: E731
+
+        def names() -> set[str]:
+            return {w["name"] for w in proc.get("/api/v1/daemon/status").json()["watches"]}
+
         assert names() == {"first"}
         base = proc.config.read_text()
         proc.config.write_text(base + watch_toml("second", simple_binary))

@@ -11,6 +11,7 @@ Waits poll a condition with a deadline (``wait_for``); nothing sleeps to wait fo
 
 from __future__ import annotations
 
+import errno
 import os
 import threading
 import time
@@ -21,6 +22,7 @@ from typing import Any
 
 import pytest
 
+import flowd.daemon.inbox as inbox_module
 from flowd.config import WatchConfig
 from flowd.daemon.inbox import DONE, FAILED, PROCESSING, Inbox, RunState, spool
 from flowd.errors import FlowdError
@@ -110,7 +112,7 @@ def candidate_size(inbox: Inbox, rel: str) -> int | None:
 def test_a_file_written_slowly_is_taken_once_and_only_when_complete(
     make_inbox: Callable[..., Inbox], runs: Runs
 ) -> None:
-    settle_s = 0.6
+    settle_s = 1.0
     inbox = make_inbox(settle_s=settle_s)
     path = inbox.watch.input_dir / "slow.txt"
     head = text_invoice("SLOW-1", "12.50").encode()
@@ -119,7 +121,7 @@ def test_a_file_written_slowly_is_taken_once_and_only_when_complete(
         written = 0
         began = time.monotonic()
         chunk = 0
-        while time.monotonic() - began < 3 * settle_s:  # longer than settle_s, never quiet
+        while time.monotonic() - began < 1.5 * settle_s:  # longer than settle_s, never quiet
             piece = body if chunk == 0 else f"note line {chunk}\n".encode()
             fh.write(piece)
             fh.flush()
@@ -173,6 +175,20 @@ def test_events_lost_are_healed_by_the_rescan(
     wait_for(lambda: sum(runs.files().values()) == 20, 15, "the rescan to find the files")
     assert runs.files() == Counter({f"quiet{i}.txt": 1 for i in range(20)})
     assert not list(root.glob("quiet*"))
+
+
+def test_a_polling_watch_takes_a_file_once_it_has_settled(
+    make_inbox: Callable[..., Inbox], runs: Runs
+) -> None:
+    """``polling = true`` (network shares): no close or rename events to trust, only the settle
+    rule - even a file written and closed at once waits ``settle_s``."""
+    settle_s = 1.0
+    inbox = make_inbox(polling=True, settle_s=settle_s)
+    wrote = time.monotonic()
+    (inbox.watch.input_dir / "share.txt").write_text(text_invoice("P-1", "1.00"))
+    wait_for(lambda: runs.count() == 1, 15, "the polled file")
+    assert time.monotonic() - wrote >= settle_s
+    assert runs.files() == Counter({"share.txt": 1})
 
 
 def test_a_new_subfolder_of_a_recursive_watch_is_seen_and_a_folder_moved_in_too(
@@ -246,6 +262,29 @@ def test_a_run_that_cannot_be_submitted_stays_in_processing_and_is_submitted_lat
     runs.refuse = False
     wait_for(lambda: runs.count() == 1, 10, "the submission at the next rescan")
     assert runs.runs == {folder.name: {"a.txt": b"a"}}
+
+
+def test_a_transient_rename_failure_is_retried_not_dropped(
+    make_inbox: Callable[..., Inbox], runs: Runs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(inbox_module, "RETRY_S", 0.2)
+    real_rename = os.rename
+    refused: list[str] = []
+
+    def busy_twice(src: Any, dst: Any) -> None:  # an EBUSY (a scanner still holding the file)
+        if os.fspath(src).endswith("busy.txt") and len(refused) < 2:
+            refused.append(os.fspath(src))
+            raise OSError(errno.EBUSY, "Device or resource busy", os.fspath(src))
+        real_rename(src, dst)
+
+    monkeypatch.setattr(os, "rename", busy_twice)
+    inbox = make_inbox(settle_s=0.0)
+    (inbox.watch.input_dir / "busy.txt").write_text("b")
+    (inbox.watch.input_dir / "fine.txt").write_text("f")
+    wait_for(lambda: runs.files()["busy.txt"] == 1, 10, "busy.txt after its retries")
+    assert len(refused) == 2
+    assert runs.files() == Counter({"busy.txt": 1, "fine.txt": 1})
+    assert inbox.status().candidates == 0
 
 
 def test_the_spool_left_by_a_crash_is_recovered_at_start_up(
