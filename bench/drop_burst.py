@@ -73,8 +73,11 @@ class Progress:
                 if batch.get("status") not in ENDED:
                     continue
                 # results.json is written before the batch file says the run ended.
-                with open(os.path.join(entry.path, "results.json"), "rb") as fh:
-                    self.rows += json.loads(fh.read())
+                try:
+                    with open(os.path.join(entry.path, "results.json"), "rb") as fh:
+                        self.rows += json.loads(fh.read())
+                except (OSError, ValueError):
+                    continue  # looked at again at the next poll
                 self.ended[entry.name] = batch
                 self.outcomes.update(f["file_name"] for f in batch["files"])
 

@@ -46,7 +46,9 @@ def configure(fmt: LogFormat = "auto", level: str = "info", stream: TextIO | Non
             _prefixing(renderer),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(file=out),
+        # WriteLogger writes each line with its newline in one write(): with PrintLogger (print)
+        # an unbuffered stderr gets two, and lines of worker processes sharing it interleave.
+        logger_factory=structlog.WriteLoggerFactory(file=out),
         cache_logger_on_first_use=False,
     )
     handler = logging.StreamHandler(out)

@@ -67,6 +67,8 @@ SPOOL = ".flowd"
 PROCESSING, DONE, FAILED = "processing", "done", "failed"
 RESCAN_S = 30.0
 """How often an inbox is scanned whether or not events came (events can be lost)."""
+MOVE_PAIRING_S = 0.02
+"""How long watchdog's inotify buffer waits to pair the two halves of a rename (see _observer)."""
 RETRY_S = 5.0
 """How long a file whose rename failed transiently waits before it is tried again."""
 TICK_S = 0.25
@@ -600,7 +602,14 @@ def _observer(polling: bool) -> Any:
         return PollingObserver(timeout=1.0)
     if sys.platform.startswith("linux"):
         from watchdog.observers.inotify import InotifyObserver
+        from watchdog.observers.inotify_buffer import InotifyBuffer
 
+        # watchdog holds an unpaired IN_MOVED_FROM for ``delay`` seconds (0.5) to pair it with
+        # its IN_MOVED_TO — and every later event waits behind it. Each file an inbox takes is
+        # such a move (into .flowd/, which a non-recursive watch does not watch), so a file
+        # arriving just after another would wait half a second. The kernel queues both halves
+        # of a move together; a short delay still pairs them.
+        InotifyBuffer.delay = MOVE_PAIRING_S
         return InotifyObserver(generate_full_events=True)
     return Observer()
 

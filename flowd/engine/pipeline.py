@@ -17,7 +17,6 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from flowd.engine.context import RunContext, Timeline
-from flowd.engine.digitize import DigitizeSettings, digitize
 from flowd.engine.document import Document
 from flowd.engine.records import Record, RecordStatus
 from flowd.engine.steps.checkpoint import validate, waiting
@@ -312,6 +311,10 @@ class TaskRunner:
         return doc, records
 
     def _digitize(self, task: Task, settings: ProcessFilesSettings) -> Document:
+        # Imported here, not at the top: the readers (PDFium, Pillow, python-docx) weigh ~26 MB
+        # and only processes that digitize need them — workers, not the daemon that schedules.
+        from flowd.engine.digitize import DigitizeSettings, digitize
+
         data = self.read_input(task.file)
         return digitize(
             display_name(task.file),

@@ -58,7 +58,12 @@ def _die_with_parent() -> None:
 _PR_SET_PDEATHSIG = 1
 
 
-FORKSERVER_PRELOAD = ["flowd.engine.pipeline", "flowd.engine.run", "flowd.engine.memory_run"]
+FORKSERVER_PRELOAD = [
+    "flowd.engine.pipeline",
+    "flowd.engine.run",
+    "flowd.engine.memory_run",
+    "flowd.engine.digitize",
+]
 
 RUNNERS_PER_WORKER = 4
 """Runs whose runners a worker keeps built at once; the least recently used one is dropped."""
