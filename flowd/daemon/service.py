@@ -60,10 +60,10 @@ STORE_FILE = "jobs.sqlite3"
 NOTIFY_EVERY_S = 0.5
 """How often due notifications are looked for (one indexed query when there are none)."""
 SWEEP_EVERY_S = 5.0
+"""How often the finalizer looks for job ends nobody told it about (a safety net)."""
 OUTPUT_ATTEMPTS = 12
 """Sweeps (one a minute in all) that try to write an ended job's output files before its end is
 followed up without them."""
-"""How often the finalizer looks for job ends nobody told it about (a safety net)."""
 
 
 def worker_count(config: FlowdConfig) -> int:
