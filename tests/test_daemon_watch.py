@@ -274,7 +274,9 @@ def test_after_delete_removes_done_files(proc: DaemonProcess) -> None:
     (root / "a.txt").write_text(text_invoice("D-1", "4.00"))
     wait_for(lambda: rows(proc, "delete"), 15, "its result")
     wait_for(lambda: not list(root.rglob("a.txt")), 10, "the file to be deleted")
-    assert [(r["file_name"], r["invoice_number"]) for r in rows(proc, "delete")] == [("a.txt", "D-1")]
+    assert [(r["file_name"], r["invoice_number"]) for r in rows(proc, "delete")] == [
+        ("a.txt", "D-1")
+    ]
     assert not spooled(proc, "delete", "done") and nothing_processing(proc, "delete")
 
 
@@ -291,7 +293,9 @@ def test_a_failed_file_goes_to_failed_with_an_error_file(proc: DaemonProcess) ->
     note = inbox(proc, "mixed") / ".flowd" / "failed" / failed.parent / "bad.pdf.error.txt"
     assert "bad.pdf" in note.read_text() and "PDF" in note.read_text()
     assert [r["file_name"] for r in rows(proc, "mixed")] == ["good.txt"]
-    assert nothing_processing(proc, "mixed") and sorted(p.name for p in root.iterdir()) == [".flowd"]
+    assert nothing_processing(proc, "mixed") and sorted(p.name for p in root.iterdir()) == [
+        ".flowd"
+    ]
 
 
 def test_after_keep_leaves_the_file_and_a_restart_does_not_run_it_again(

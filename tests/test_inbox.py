@@ -162,9 +162,7 @@ def test_a_close_or_a_rename_into_the_inbox_is_taken_at_once(
     assert runs.files() == Counter({"renamed-inside.txt": 1, "renamed-in.txt": 1, "closed.txt": 1})
 
 
-def test_events_lost_are_healed_by_the_rescan(
-    make_inbox: Callable[..., Inbox], runs: Runs
-) -> None:
+def test_events_lost_are_healed_by_the_rescan(make_inbox: Callable[..., Inbox], runs: Runs) -> None:
     inbox = make_inbox(settle_s=0.2, rescan_s=0.5)
     inbox._observer.stop()  # from now on no event arrives (an overflowed queue, a network share)
     inbox._observer.join(10)
@@ -378,6 +376,23 @@ def test_symlinks_are_never_followed(
     assert target.read_text() == text_invoice("LEAK", "9.99")
     assert (target.stat().st_ino, target.stat().st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
     assert [p.name for p in outside.iterdir()] == ["passwd.txt"]
+
+
+def test_a_folder_replaced_by_a_link_before_its_scan_is_not_followed(
+    make_inbox: Callable[..., Inbox], runs: Runs, tmp_path: Path
+) -> None:
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "theirs.txt").write_text(text_invoice("THEIRS", "1.00"))
+    inbox = make_inbox(settle_s=0.0, recursive=True, rescan_s=60.0)
+    root = inbox.watch.input_dir
+    (root / "sub").symlink_to(outside, target_is_directory=True)
+    inbox.note(str(root / "sub"), complete=False, kind="dir")  # as if a folder had been made
+    inbox.note(str(root / "sub" / "theirs.txt"), complete=True, kind="closed")
+    (root / "mine.txt").write_text("x")
+    wait_for(lambda: runs.files()["mine.txt"] == 1, 10, "mine.txt")
+    assert set(runs.files()) == {"mine.txt"}
+    assert (outside / "theirs.txt").is_file()
 
 
 # -- after a run ---------------------------------------------------------------------------------

@@ -185,6 +185,8 @@ class Inbox:
         self.on_event = on_event
         self._clock = clock
         self._lock = threading.Lock()
+        self._finish_lock = threading.Lock()
+        self._real_root = os.path.realpath(watch.input_dir)
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._candidates: dict[str, _Candidate] = {}
@@ -332,6 +334,8 @@ class Inbox:
     def _scan(self, folder: Path) -> None:
         """Add every wanted file under ``folder`` that is not known yet (not a symlink)."""
         root = self.watch.input_dir
+        if folder != root and not self._inside(folder):
+            return  # a subfolder replaced by a link since it was queued: never followed
         try:
             entries = list(os.scandir(folder))
         except FileNotFoundError:
@@ -375,6 +379,9 @@ class Inbox:
                 dropped.append(rel)
                 continue
             path = self.watch.input_dir / rel
+            if "/" in rel and not self._inside(path.parent):
+                dropped.append(rel)  # a folder on its way is a link now: the file is outside
+                continue
             try:
                 st = os.lstat(path)
             except FileNotFoundError:
@@ -496,7 +503,17 @@ class Inbox:
     def finish(self, run_id: str, outcomes: Iterable[tuple[str, str, str | None]]) -> None:
         """The run's job ended and its results are written: each ``(file, state, error)`` moves
         on — done files per ``after``, failed or cancelled ones to ``failed/`` with an error file
-        beside them. Files still held (at a checkpoint) stay in ``processing/``."""
+        beside them. Files still held (at a checkpoint) stay in ``processing/``. The daemon's
+        follow-up and a rescan's spool recovery may both call it for one run: one at a time."""
+        with self._finish_lock:
+            self._finish(run_id, outcomes)
+
+    def _inside(self, folder: Path) -> bool:
+        """Whether ``folder``, symlinks resolved, is the inbox or inside it."""
+        real = os.path.realpath(folder)
+        return real == self._real_root or real.startswith(self._real_root + os.sep)
+
+    def _finish(self, run_id: str, outcomes: Iterable[tuple[str, str, str | None]]) -> None:
         folder = spool(self.watch, PROCESSING, run_id)
         moved = 0
         for rel, state, error in outcomes:
