@@ -543,7 +543,8 @@ class Inbox:
                     error=str(exc),
                 )
         _remove_empty(folder, spool(self.watch, PROCESSING))
-        log.info("watch_run_finished", watch=self.watch.name, run_id=run_id, files=moved)
+        if moved:  # a run held at a checkpoint is looked at on every rescan: say nothing then
+            log.info("watch_run_finished", watch=self.watch.name, run_id=run_id, files=moved)
 
     def _done(self, run_id: str, rel: str, source: Path) -> None:
         after = self.watch.after
