@@ -53,6 +53,7 @@ PROTECTED: list[tuple[str, str, Any]] = [
     ("GET", PIPELINE, None),
     ("POST", PIPELINE, {"name": "p"}),
     ("POST", JOB_PIPELINES, {"job_id": "x", "pipeline_ids": []}),
+    ("GET", "/api/v1/daemon/status", None),
     ("GET", "/metrics", None),
     ("GET", "/openapi.json", None),
     ("GET", "/api/v1/no/such/endpoint", None),
