@@ -269,6 +269,8 @@ class Service:
         :data:`OUTPUT_ATTEMPTS` tries the end is followed up anyway, the notification saying
         that the results could not be written (a job never stays pending for ever)."""
         context = {"job_id": job.job_id}
+        if job.run_id:
+            context["run_id"] = job.run_id
         prefix = (job.settings.get("runtime_config") or {}).get("log_prefix")
         if isinstance(prefix, str) and prefix:
             context["log_prefix"] = prefix
