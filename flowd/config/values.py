@@ -140,4 +140,4 @@ class LogLevel(StrEnum):
 class AfterAction(StrEnum):
     ARCHIVE = "archive"  # move to .flowd/done/<run_id>/
     DELETE = "delete"
-    KEEP = "keep"  # leave in place; its content hash is remembered so it is not run twice
+    KEEP = "keep"  # put back in the inbox; its content hash is remembered: never run twice
