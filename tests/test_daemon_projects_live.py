@@ -80,3 +80,32 @@ batch_window_s = 0.1
         (inbox / "c.txt").write_text(SAMPLE)
         wait_for(lambda: result_of(out, "c.txt") is not None, 60, "c.txt's result")
         assert result_of(out, "c.txt")["total_doubled"] == TOTAL * 2  # type: ignore[index]
+
+
+def test_sighup_adds_a_project_and_its_watch(tmp_path: Path) -> None:
+    import signal
+
+    project = tmp_path / "d" / "data" / "inv"
+    shutil.copytree(EXAMPLES / "invoices", project, ignore=shutil.ignore_patterns("build"))
+    with DaemonProcess(tmp_path / "d", workers=1) as proc:
+        assert proc.get("/api/v1/daemon/status").json()["projects"] == []
+        with proc.config.open("a", encoding="utf-8") as fh:
+            fh.write(
+                '\n[[projects]]\nname = "inv"\nroot = "data/inv"\nflow_file = "invoice.ibflow"\n'
+                '\n[[watches]]\nname = "inbox"\ninput_dir = "data/inbox"\nproject = "inv"\n'
+                'output_dir = "data/out"\nsettle_s = 0.3\nbatch_window_s = 0.1\n'
+            )
+        assert proc.proc is not None
+        proc.proc.send_signal(signal.SIGHUP)
+        wait_for(
+            lambda: (
+                [p["state"] for p in proc.get("/api/v1/daemon/status").json()["projects"]] == ["ok"]
+            ),
+            60,
+            "the new project to compile",
+        )
+        assert (project / "build" / "bin" / "invoice.ibflowbin").is_file()
+        wait_for(lambda: (proc.data / "inbox" / ".flowd").is_dir(), 30, "the new watch")
+        (proc.data / "inbox" / "a.txt").write_text(SAMPLE)
+        wait_for(lambda: result_of(proc.data / "out", "a.txt") is not None, 60, "a.txt's result")
+        assert result_of(proc.data / "out", "a.txt")["total"] == TOTAL  # type: ignore[index]
