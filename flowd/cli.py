@@ -24,7 +24,6 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
 from flowd import __version__
-from flowd.config import load_config
 from flowd.engine.pipeline import TaskProgress, TaskState
 from flowd.engine.resume import resume_run
 from flowd.engine.run import start_run
@@ -282,6 +281,8 @@ def config_group() -> None:
 def config_check_cmd(config_path: Path) -> None:
     """Validate a configuration file (and FLOWD_ variables) without starting anything."""
     try:
+        from flowd.config import load_config  # pydantic-settings: only this command needs it
+
         config = load_config(config_path)
     except ConfigError as exc:
         for problem in exc.problems:

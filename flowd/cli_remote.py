@@ -26,7 +26,6 @@ from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Column, Table
 
 from flowd.client import ApiError, FlowdClient, daemon_url
-from flowd.config import load_config
 from flowd.daemon.tokens import read_tokens, token_file
 from flowd.errors import ConfigError, FlowdError
 
@@ -45,11 +44,18 @@ def _config_problems(exc: ConfigError) -> NoReturn:
     sys.exit(2)
 
 
+def _load(config_path: Path) -> Any:
+    """The config (imported here: loading the models costs ~0.2 s a command that has --url)."""
+    from flowd.config import load_config
+
+    return load_config(config_path)
+
+
 def _client(config_path: Path, url: str | None, token: str | None) -> FlowdClient:
     if url and token:
         return FlowdClient(url, token)
     try:
-        config = load_config(config_path)
+        config = _load(config_path)
         return FlowdClient(url or daemon_url(config), token or read_tokens(token_file(config))[0])
     except ConfigError as exc:
         _config_problems(exc)
@@ -88,7 +94,7 @@ def serve_cmd(config_path: Path) -> None:
     from flowd.daemon.serve import serve
 
     try:
-        config = load_config(config_path)
+        config = _load(config_path)
         serve(config, config_path)
     except ConfigError as exc:
         _config_problems(exc)

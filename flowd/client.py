@@ -24,12 +24,13 @@ import json
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
 
-from flowd.config import FlowdConfig, load_config
-from flowd.daemon.tokens import read_tokens, token_file
+if TYPE_CHECKING:
+    from flowd.config import FlowdConfig
+
 from flowd.errors import FlowdError
 
 DEFAULT_TIMEOUT_S = 30.0
@@ -71,6 +72,9 @@ class FlowdClient:
     @classmethod
     def from_config(cls, path: Path | str, **kwargs: Any) -> FlowdClient:
         """The client of the daemon configured in ``path`` (its URL and first token)."""
+        from flowd.config import load_config
+        from flowd.daemon.tokens import read_tokens, token_file
+
         config = load_config(path)
         return cls(daemon_url(config), read_tokens(token_file(config))[0], **kwargs)
 

@@ -13,9 +13,12 @@ import os
 import secrets
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from flowd.config import FlowdConfig
 from flowd.errors import ConfigError
+
+if TYPE_CHECKING:
+    from flowd.config import FlowdConfig
 
 TOKEN_FILE = "api-token"
 
