@@ -30,7 +30,7 @@ from flowd.api.app import gated_app
 from flowd.config import FlowdConfig, load_config
 from flowd.daemon.service import Service
 from flowd.daemon.systemd import Notifier
-from flowd.daemon.tokens import ensure_tokens
+from flowd.daemon.tokens import ensure_tokens, token_file
 from flowd.errors import ConfigError
 from flowd.fsutil import write_atomic
 from flowd.logging import configure
@@ -181,7 +181,7 @@ def serve(config: FlowdConfig, config_path: Path | None = None) -> None:
             server_header=False,
         )
     )
-    log.info("api_listening", url=url)
+    log.info("api_listening", url=url, token_file=str(token_file(config)))
     threading.Thread(
         target=_supervise, args=(server, service, notifier, url), name="flowd-notify", daemon=True
     ).start()
