@@ -38,7 +38,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -156,7 +156,6 @@ class _Counters:
     files: int = 0
     last_run_id: str | None = None
     last_error: str | None = None
-    events: dict[str, int] = field(default_factory=dict)
 
 
 def spool(watch: WatchConfig, kind: str, run_id: str | None = None) -> Path:
