@@ -708,6 +708,15 @@ def test_metrics_count_jobs_by_status(api: DaemonProcess, complete_job: str) -> 
         if s.name.endswith("_total")
     }
     assert done.get("DONE", 0) >= 1
+    assert families["flowd_step_seconds"].type == "histogram"
+    steps = {
+        s.labels["step"]: s.value
+        for s in families["flowd_step_seconds"].samples
+        if s.name.endswith("_count")
+    }
+    # Every file of a completed run went through each step of the example flow once.
+    for kind in ("process_files", "apply_refiner", "apply_udf", "apply_checkpoint"):
+        assert steps.get(kind, 0) >= done["DONE"], (kind, steps)
 
 
 def test_openapi_lists_the_seed_endpoints(api: DaemonProcess) -> None:

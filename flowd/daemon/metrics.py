@@ -89,6 +89,13 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.step_seconds = Histogram(
+            "flowd_step_seconds",
+            "Time one step took on one file, by step kind.",
+            ["step"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
         self.sync_seconds = Histogram(
             "flowd_sync_request_seconds",
             "Time to answer a run_binary_sync request.",
@@ -105,6 +112,8 @@ class Metrics:
     def observe_task(self, job_id: str, progress: TaskProgress) -> None:
         self.tasks_finished.labels(str(progress.state)).inc()
         self.task_seconds.observe(progress.elapsed_s)
+        for kind, seconds in progress.step_s:
+            self.step_seconds.labels(kind).observe(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -82,6 +82,8 @@ class TaskProgress:
     route: str | None = None  # the flow a Metaflow task was routed to
     page_count: int = 0
     elapsed_s: float = 0.0
+    # The steps this call ran, as (step kind, seconds): the daemon's step latency metrics.
+    step_s: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,7 @@ class TaskRunner:
         self.timeline = Timeline(ctx)
         self.prefixed = project.binary_type is not BinaryType.SINGLE_FLOW
         self._plans: dict[str | None, list[PlanStep]] = {}
+        self._step_s: list[tuple[str, float]] = []
 
     # -- plans -----------------------------------------------------------------------------
     def plan(self, task: Task, route: str | None = None) -> list[PlanStep]:
@@ -170,7 +173,8 @@ class TaskRunner:
                 error=f"{display_name(task.file)}: internal error {type(exc).__name__}: {exc} "
                 f"(at {os.path.basename(where.filename)}:{where.lineno})",
             )
-        return replace(progress, elapsed_s=time.perf_counter() - started)
+        steps, self._step_s = tuple(self._step_s), []
+        return replace(progress, elapsed_s=time.perf_counter() - started, step_s=steps)
 
     def _advance(self, task: Task, *, fresh: bool, release: bool) -> TaskProgress:
         plan = self.plan(task)
@@ -300,13 +304,15 @@ class TaskRunner:
         except StepAlarm:
             assert self.ctx.step_timeout_s is not None
             raise StepTimeoutError(step.kind, name, self.ctx.step_timeout_s) from None
+        took = time.perf_counter() - started
+        self._step_s.append((step.kind, took))
         if self.timeline.enabled:
             self.timeline.write(
                 "step_done",
                 file=name,
                 step=entry.folder,
                 records=len(records),
-                ms=round((time.perf_counter() - started) * 1000, 3),
+                ms=round(took * 1000, 3),
             )
         return doc, records
 
