@@ -84,6 +84,44 @@ def make_project(tmp_path: Path) -> Callable[..., Path]:
     return make
 
 
+RANK_UDF = (
+    "def rank(records, context):\n"
+    "    ordered = sorted(records, key=lambda r: r['fields']['total'])\n"
+    "    for i, r in enumerate(ordered):\n"
+    "        r['fields']['rank'] = i + 1\n"
+    "        r['fields']['count'] = len(records)\n"
+    "    return ordered\n"
+)
+
+
+def ranked_project(make_project: Callable[..., Path], fields: list[str]) -> Path:
+    """A flow with a reduce UDF (``rank``: every record's rank by total among all files, and
+    their count) between the invoice refiner and a refiner that reads ``rank``."""
+    return make_project(
+        {
+            "invoice.ibflow": flow(
+                refiner_step(),
+                {
+                    "step": "apply_udf",
+                    "settings": {
+                        "script": "u.py",
+                        "function": "rank",
+                        "kind": "reduce",
+                        "fields": fields,
+                    },
+                },
+                {"step": "apply_refiner", "settings": {"program": "after.ibrefiner"}},
+            ),
+            "modules/invoice.ibrefiner": REFINER,
+            "u.py": RANK_UDF,
+            "after.ibrefiner": {
+                "version": 1,
+                "fields": [{"name": "label", "formula": "concat('#', rank)"}],
+            },
+        }
+    )
+
+
 @pytest.fixture
 def simple_project(make_project: Callable[..., Path]) -> Path:
     return make_project(

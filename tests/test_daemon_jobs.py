@@ -22,7 +22,7 @@ from flowd.flows.project import CompileSettings
 from flowd.flows.specs import BinaryType
 from flowd.jobs.states import AttemptOutcome, TaskState
 from flowd.jobs.store import JobStore
-from tests.conftest import REFINER, flow, refiner_step, text_invoice, wait_for
+from tests.conftest import REFINER, flow, ranked_project, refiner_step, text_invoice, wait_for
 from tests.daemon import DaemonProcess
 
 SINGLE = CompileSettings(BinaryType.SINGLE_FLOW, flow_file="invoice.ibflow")
@@ -334,37 +334,7 @@ def test_a_reduce_udf_flow_sees_every_files_records(
     start_daemon: Callable[..., DaemonProcess], make_project: Callable[..., Path]
 ) -> None:
     proc = start_daemon(workers=2)
-    udf = (
-        "def rank(records, context):\n"
-        "    ordered = sorted(records, key=lambda r: r['fields']['total'])\n"
-        "    for i, r in enumerate(ordered):\n"
-        "        r['fields']['rank'] = i + 1\n"
-        "        r['fields']['count'] = len(records)\n"
-        "    return ordered\n"
-    )
-    root = make_project(
-        {
-            "invoice.ibflow": flow(
-                refiner_step(),
-                {
-                    "step": "apply_udf",
-                    "settings": {
-                        "script": "u.py",
-                        "function": "rank",
-                        "kind": "reduce",
-                        "fields": ["rank", "count"],
-                    },
-                },
-                {"step": "apply_refiner", "settings": {"program": "after.ibrefiner"}},
-            ),
-            "modules/invoice.ibrefiner": REFINER,
-            "u.py": udf,
-            "after.ibrefiner": {
-                "version": 1,
-                "fields": [{"name": "label", "formula": "concat('#', rank)"}],
-            },
-        }
-    )
+    root = ranked_project(make_project, ["rank", "count"])
     binary = compile_into(proc, root, "ranked")
     totals = {"a": 30, "b": 10, "c": 20, "d": 40, "e": 5}
     docs = {f"{n}.txt": text_invoice(n, str(v)) for n, v in totals.items()}

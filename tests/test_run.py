@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REFINER, flow, refiner_step, text_invoice
+from conftest import REFINER, flow, ranked_project, refiner_step, text_invoice
 
 from flowd.engine.resume import resume_run
 from flowd.engine.run import start_run
@@ -416,37 +416,7 @@ def test_page_mode_and_classifier_filter(make_project: Callable[..., Path], tmp_
 
 
 def test_reduce_udf_sees_all_records(make_project: Callable[..., Path], tmp_path: Path) -> None:
-    udf = (
-        "def rank(records, context):\n"
-        "    ordered = sorted(records, key=lambda r: r['fields']['total'])\n"
-        "    for i, r in enumerate(ordered):\n"
-        "        r['fields']['rank'] = i + 1\n"
-        "        r['fields']['count'] = len(records)\n"
-        "    return ordered\n"
-    )
-    root = make_project(
-        {
-            "invoice.ibflow": flow(
-                refiner_step(),
-                {
-                    "step": "apply_udf",
-                    "settings": {
-                        "script": "u.py",
-                        "function": "rank",
-                        "kind": "reduce",
-                        "fields": ["rank"],
-                    },
-                },
-                {"step": "apply_refiner", "settings": {"program": "after.ibrefiner"}},
-            ),
-            "modules/invoice.ibrefiner": REFINER,
-            "u.py": udf,
-            "after.ibrefiner": {
-                "version": 1,
-                "fields": [{"name": "label", "formula": "concat('#', rank)"}],
-            },
-        }
-    )
+    root = ranked_project(make_project, ["rank"])
     docs = inbox(
         tmp_path,
         {f"{n}.txt": text_invoice(n, str(v)) for n, v in [("a", 30), ("b", 10), ("c", 20)]},
