@@ -28,7 +28,6 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -37,7 +36,7 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.daemon
 sys.path.insert(0, str(Path(__file__).parent))
-from common import compile_example, run
+from common import compile_example, run, work_folder
 from gen_invoices import generate
 
 from tests.daemon import DaemonProcess
@@ -120,8 +119,7 @@ def main() -> None:
     workers = args.workers or os.cpu_count() or 1
     n = args.files
 
-    work = Path(tempfile.mkdtemp(prefix="flowd-bench-", dir=args.dir))
-    try:
+    with work_folder("flowd-bench-", args.dir, args.keep) as work:
         proc = DaemonProcess(work / "daemon", workers=workers)
         inbox = proc.data / "inbox"
         expected = generate(inbox, n)
@@ -171,11 +169,6 @@ def main() -> None:
             f"results.json missing when DONE was first seen: {late} of {args.repeat} daemon runs"
             f" (polling every {args.poll_s:g} s)"
         )
-    finally:
-        if args.keep:
-            print(f"work folder: {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

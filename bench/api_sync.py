@@ -35,7 +35,6 @@ import random
 import shutil
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -50,7 +49,7 @@ from flowd.logging import configure
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.daemon
 sys.path.insert(0, str(Path(__file__).parent))
-from common import compile_example
+from common import compile_example, work_folder
 from gen_invoices import invoice
 
 from tests.daemon import DaemonProcess
@@ -250,8 +249,7 @@ def main() -> None:
     args = parser.parse_args()
     workers = args.workers or os.cpu_count() or 1
 
-    work = Path(tempfile.mkdtemp(prefix="flowd-bench-"))
-    try:
+    with work_folder("flowd-bench-", None, args.keep) as work:
         name, data, expected = document(args.size_kb)
         binary = Path(compile_example(work))
         base_ms = baseline(binary, (name, data), args.requests, args.warmup, work / "engine.log")
@@ -310,11 +308,6 @@ def main() -> None:
             f"  CPU seconds during (b): {main1 - main0 + workers1 - workers0 + client_cpu_s:.1f}"
             f" of {(os.cpu_count() or 1) * args.duration:.0f} on {os.cpu_count()} cores"
         )
-    finally:
-        if args.keep:
-            print(f"work folder: {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

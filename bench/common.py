@@ -5,6 +5,9 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -30,3 +33,17 @@ def compile_example(work: Path) -> str:
 def run(binary: str, inbox: Path, out: Path, workers: int) -> subprocess.CompletedProcess[str]:
     """``flowd run`` of ``binary`` over ``inbox`` into ``out``."""
     return flowd("run", binary, str(inbox), "--output-dir", str(out), "--workers", str(workers))
+
+
+@contextmanager
+def work_folder(prefix: str, where: str | None, keep: bool) -> Iterator[Path]:
+    """A fresh folder for a benchmark's files (in ``where``, default the temp folder), removed
+    afterwards unless ``keep``, when its path is printed instead."""
+    work = Path(tempfile.mkdtemp(prefix=prefix, dir=where))
+    try:
+        yield work
+    finally:
+        if keep:
+            print(f"work folder: {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)

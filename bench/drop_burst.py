@@ -29,9 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sys
-import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -39,7 +37,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.daemon
 sys.path.insert(0, str(Path(__file__).parent))
-from common import compile_example, run
+from common import compile_example, run, work_folder
 from gen_invoices import generate
 from inboxes import ENDED, comm, descendants, machine, mb, status_kb, wait_for_watch, watch_toml
 
@@ -123,8 +121,7 @@ def main() -> None:
     args = parser.parse_args()
     workers = args.workers or os.cpu_count() or 1
 
-    work = Path(tempfile.mkdtemp(prefix="flowd-bench-", dir=args.dir))
-    try:
+    with work_folder("flowd-bench-", args.dir, args.keep) as work:
         binary = compile_example(work)
         staging, inbox, out = work / "staging", work / "inbox", work / "out"
         expected = generate(staging, args.files)
@@ -248,11 +245,6 @@ def main() -> None:
         for k, hwm in sorted(kids_hwm.items()):
             alive = "" if k in kids_now else " (exited)"
             print(f"  pid {k}: peak RSS {mb(hwm)}{alive}  {kid_names[k]}")
-    finally:
-        if args.keep:
-            print(f"work folder: {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -33,10 +33,8 @@ import argparse
 import json
 import os
 import random
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
@@ -47,7 +45,7 @@ from flowd.logging import configure
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.daemon
 sys.path.insert(0, str(Path(__file__).parent))
-from common import compile_example
+from common import compile_example, work_folder
 from gen_invoices import invoice
 from inboxes import ENDED, machine, summary, wait_for_watch, watch_toml
 
@@ -164,8 +162,7 @@ def main() -> None:
     workers = args.workers or os.cpu_count() or 1
     poll_s = args.poll_ms / 1000
 
-    work = Path(tempfile.mkdtemp(prefix="flowd-bench-", dir=args.dir))
-    try:
+    with work_folder("flowd-bench-", args.dir, args.keep) as work:
         binary = Path(compile_example(work))
         docs = documents(args.warmup + args.drops)
         base_ms = baseline(binary, [(n, d) for n, d, _ in docs], args.warmup, work / "engine.log")
@@ -231,11 +228,6 @@ def main() -> None:
             print(f"  of which rename -> watch_taken (daemon log): {summary(take_ms)}")
         print("rename into the inbox -> file in .flowd/done/<run_id>/:")
         print(f"  {summary(archived_ms)}")
-    finally:
-        if args.keep:
-            print(f"work folder: {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -22,15 +22,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.daemon
 sys.path.insert(0, str(Path(__file__).parent))
-from common import compile_example
+from common import compile_example, work_folder
 from inboxes import TICK_S, Tree, comm, machine, mb, snapshot, wait_for_watch, watch_toml
 
 from tests.daemon import DaemonProcess
@@ -96,8 +94,7 @@ def main() -> None:
     args = parser.parse_args()
     workers = args.workers or os.cpu_count() or 1
 
-    work = Path(tempfile.mkdtemp(prefix="flowd-bench-", dir=args.dir))
-    try:
+    with work_folder("flowd-bench-", args.dir, args.keep) as work:
         binary = Path(compile_example(work))
         runs = [(f"{WATCHES} watches, idle", WATCHES)]
         if not args.no_baseline:
@@ -114,11 +111,6 @@ def main() -> None:
         )
         for label, before, after, elapsed, names in measured:
             report(label, before, after, elapsed, names)
-    finally:
-        if args.keep:
-            print(f"work folder: {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -19,14 +19,12 @@ import argparse
 import json
 import os
 import re
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import compile_example, run
+from common import compile_example, run, work_folder
 from gen_invoices import generate
 
 NUMBER = re.compile(r"(?i)invoice[ \t]*(?:no\.?|number|#)[ \t]*:?[ \t]*([A-Z0-9][A-Z0-9/-]{3,})")
@@ -72,8 +70,7 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    work = Path(tempfile.mkdtemp(prefix="flowd-bench-", dir=args.dir))
-    try:
+    with work_folder("flowd-bench-", args.dir, args.keep) as work:
         inbox = work / "inbox"
         expected = generate(inbox, args.count)
         binary = compile_example(work)
@@ -94,11 +91,6 @@ def main() -> None:
         print(f"floor (plain loop, 1 process): {n / floor_s:9.0f} docs/s  ({floor_s:.2f} s)")
         print(f"flowd run (end to end):        {n / flowd_s:9.0f} docs/s  ({flowd_s:.2f} s)")
         print(f"ratio flowd / floor:           {floor_s / flowd_s:9.2f}")
-    finally:
-        if args.keep:
-            print(f"work folder: {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
